@@ -1,0 +1,191 @@
+"""Similarity between dictionaries: max cosine similarity (MCS) and one-to-one matching.
+
+For dictionaries A [N, d] and B [M, d] (features are rows), after normalising rows::
+
+    MCS(a_i; B) = max_j  <a_i, b_j> / (||a_i|| ||b_j||)
+
+(Sharkey et al. 2022 use the mean of this as their "MMCS"; the bimodality finding is
+about its distribution.) The one-to-one variant restricts each feature of B to be used
+once: a maximum-weight assignment on the cosine matrix (Kuhn 1955, solved by
+``scipy.optimize.linear_sum_assignment``).
+
+MCS is computed in tiles of at most ``memory_budget_bytes`` so N x M never has to fit
+in memory, on the GPU when one is present.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes for one tile of the cosine matrix
+ASSIGNMENT_MAX_ENTRIES = 8192 * 16384  # one-to-one matching limit on N*M, see one_to_one_mcs
+
+
+@dataclass
+class MCSResult:
+    values: torch.Tensor  # [N] max cosine of each row of A with any row of B
+    indices: torch.Tensor  # [N] index of that row of B
+
+
+def _as_matrix(x: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
+    t = torch.as_tensor(x)
+    if t.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D dictionary [n_features, d], got shape {tuple(t.shape)}")
+    if t.shape[0] == 0:
+        raise ValueError(f"{name} is empty (0 features)")
+    if t.shape[1] == 0:
+        raise ValueError(f"{name} has width 0")
+    if not t.is_floating_point():
+        t = t.double()
+    if not torch.isfinite(t).all():
+        rows = (~torch.isfinite(t)).any(dim=1).nonzero().squeeze(1)[:5].tolist()
+        raise ValueError(f"{name} contains NaN or inf (rows {rows}...)")
+    return t
+
+
+def normalize_rows(x: torch.Tensor, name: str = "dictionary") -> torch.Tensor:
+    """Rows scaled to unit L2 norm; a zero row is an error (its cosine is undefined)."""
+    x = _as_matrix(x, name)
+    norms = x.norm(dim=1, keepdim=True)
+    zero = (norms.squeeze(1) == 0).nonzero().squeeze(1)
+    if len(zero):
+        raise ValueError(f"{name} has {len(zero)} zero rows (first: {zero[:5].tolist()}); cosine is undefined")
+    return x / norms
+
+
+def _pick_device(device: str | torch.device | None) -> torch.device:
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _tile_sizes(n: int, m: int, itemsize: int, budget: int) -> tuple[int, int]:
+    """Row and column tile sizes whose product fits ``budget`` bytes (column tile as wide as possible)."""
+    entries = max(budget // itemsize, 1)
+    col = min(m, max(entries // 1024, 1))  # at least ~1024 rows per tile when M is huge
+    row = min(n, max(entries // col, 1))
+    return row, col
+
+
+def max_cosine_similarity(
+    a: torch.Tensor | np.ndarray,
+    b: torch.Tensor | np.ndarray,
+    *,
+    exclude_self: bool = False,
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device | None = None,
+) -> MCSResult:
+    """MCS of each row of ``a`` [N, d] against the rows of ``b`` [M, d].
+
+    ``values[i] = max_j cos(a_i, b_j)`` and ``indices[i]`` the argmax (lowest index on
+    ties). With ``exclude_self`` (``a`` and ``b`` the same dictionary) the diagonal
+    ``j = i`` is skipped: each feature's nearest *other* feature. The cosine matrix is
+    built tile by tile, each tile at most ``memory_budget_bytes``.
+    """
+    a = normalize_rows(a, "dictionary A")
+    b = normalize_rows(b, "dictionary B")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"dictionaries have different widths: A is {a.shape[1]}-d, B is {b.shape[1]}-d")
+    if exclude_self and a.shape[0] != b.shape[0]:
+        raise ValueError("exclude_self needs A and B to be the same dictionary (same number of rows)")
+    if exclude_self and b.shape[0] < 2:
+        raise ValueError("exclude_self needs at least two features")
+    dev = _pick_device(device)
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    n, m = a.shape[0], b.shape[0]
+    row_tile, col_tile = _tile_sizes(n, m, itemsize, memory_budget_bytes)
+    values = torch.full((n,), -torch.inf, dtype=dtype, device=dev)
+    indices = torch.zeros(n, dtype=torch.long, device=dev)
+    b = b.to(dev, dtype)  # B itself is small (M x d); only the M x N cosines are tiled
+    for i in range(0, n, row_tile):
+        a_tile = a[i : i + row_tile].to(dev, dtype)
+        best = torch.full((a_tile.shape[0],), -torch.inf, dtype=dtype, device=dev)
+        best_idx = torch.zeros(a_tile.shape[0], dtype=torch.long, device=dev)
+        for j in range(0, m, col_tile):
+            b_tile = b[j : j + col_tile]
+            cos = a_tile @ b_tile.T  # [rows, cols]
+            if exclude_self:
+                r = torch.arange(a_tile.shape[0], device=dev) + i - j
+                ok = (r >= 0) & (r < b_tile.shape[0])
+                cos[ok.nonzero().squeeze(1), r[ok]] = -torch.inf
+            tile_best, tile_idx = cos.max(dim=1)
+            better = tile_best > best  # strict: earlier tiles win ties, so the lowest index is kept
+            best = torch.where(better, tile_best, best)
+            best_idx = torch.where(better, tile_idx + j, best_idx)
+        values[i : i + row_tile] = best
+        indices[i : i + row_tile] = best_idx
+    return MCSResult(values.cpu(), indices.cpu())
+
+
+def mcs(a, b, **kwargs) -> torch.Tensor:
+    """Shorthand: the MCS values of ``a`` against ``b`` (see :func:`max_cosine_similarity`)."""
+    return max_cosine_similarity(a, b, **kwargs).values
+
+
+def reverse_mcs(a, b, **kwargs) -> MCSResult:
+    """MCS of each row of ``b`` against ``a``: the larger dictionary looking back at the smaller."""
+    return max_cosine_similarity(b, a, **kwargs)
+
+
+def self_mcs(a, **kwargs) -> MCSResult:
+    """Within-dictionary MCS: each feature's cosine with its nearest other feature."""
+    return max_cosine_similarity(a, a, exclude_self=True, **kwargs)
+
+
+@dataclass
+class MatchResult:
+    values: torch.Tensor  # [N] cosine of each row of A with its matched row of B
+    indices: torch.Tensor  # [N] matched row of B (all distinct)
+
+
+def one_to_one_mcs(
+    a: torch.Tensor | np.ndarray,
+    b: torch.Tensor | np.ndarray,
+    max_entries: int = ASSIGNMENT_MAX_ENTRIES,
+) -> MatchResult:
+    """One-to-one MCS: match each row of ``a`` [N, d] to a distinct row of ``b`` [M, d], N <= M,
+    maximising the total cosine ``sum_i cos(a_i, b_sigma(i))`` (Hungarian algorithm,
+    ``scipy.optimize.linear_sum_assignment``).
+
+    Size limit: the solver needs the dense N x M cosine matrix in float64 and takes
+    roughly O(N^2 M) time, so N*M is capped at ``max_entries`` (default 8192*16384:
+    1 GiB of matrix, about a minute on a laptop core). Larger inputs raise ValueError.
+    """
+    a = normalize_rows(a, "dictionary A").double()
+    b = normalize_rows(b, "dictionary B").double()
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"dictionaries have different widths: A is {a.shape[1]}-d, B is {b.shape[1]}-d")
+    n, m = a.shape[0], b.shape[0]
+    if n > m:
+        raise ValueError(f"one-to-one matching needs len(A) <= len(B), got {n} > {m}; swap the arguments")
+    if n * m > max_entries:
+        raise ValueError(
+            f"one-to-one matching of {n} x {m} features needs a dense {n}x{m} float64 cosine matrix "
+            f"({n * m * 8 / 2**30:.1f} GiB) and O(N^2 M) time; the limit is N*M <= {max_entries}. "
+            "Match a subset of A, or raise max_entries if you have the memory and time."
+        )
+    cos = (a @ b.T).numpy()
+    rows, cols = linear_sum_assignment(cos, maximize=True)
+    order = np.argsort(rows)
+    cols = cols[order]
+    values = cos[np.arange(n), cols]
+    return MatchResult(torch.from_numpy(values), torch.from_numpy(cols.astype(np.int64)))
+
+
+def gaussian_dictionary(n: int, d: int, seed: int = 0) -> torch.Tensor:
+    """A random dictionary [n, d] with i.i.d. N(0, 1) entries (rows uniformly distributed in direction)."""
+    if n <= 0 or d <= 0:
+        raise ValueError(f"a random dictionary needs positive shape, got ({n}, {d})")
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
+
+
+def sampled_null_mcs(n: int, m: int, d: int, seed: int = 0, **kwargs) -> torch.Tensor:
+    """MCS of ``n`` random Gaussian features against ``m`` others in ``d`` dimensions."""
+    a = gaussian_dictionary(n, d, seed=2 * seed)
+    b = gaussian_dictionary(m, d, seed=2 * seed + 1)
+    return mcs(a, b, **kwargs)
