@@ -78,9 +78,11 @@ class SparseAutoencoder(nn.Module):
         w_dec = torch.randn(cfg.d_sae, cfg.d_in, generator=gen)
         w_dec /= w_dec.norm(dim=1, keepdim=True)
         self.W_dec = nn.Parameter(w_dec)  # [d_sae, d_in]
-        # The encoder starts as the decoder's transpose so every latent fires on the
-        # direction it writes; the two are trained independently afterwards.
-        self.W_enc = nn.Parameter(w_dec.t().clone())  # [d_in, d_sae]
+        # The encoder starts as the decoder's transpose (each latent fires on the direction
+        # it writes), scaled by d_in/d_sae: for random unit rows sum_j ReLU(<w_j, x>) w_j is
+        # about (d_sae / 2 d_in) x, so wide dictionaries would otherwise start by
+        # reconstructing x many times over. The two are trained independently afterwards.
+        self.W_enc = nn.Parameter(w_dec.t() * min(1.0, cfg.d_in / cfg.d_sae))  # [d_in, d_sae]
         self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae))  # [d_sae]
         self.b_dec = nn.Parameter(torch.zeros(cfg.d_in), requires_grad=cfg.use_b_dec)  # [d_in]
 

@@ -35,8 +35,11 @@ class SyntheticConfig:
     mean_active: float = 8.0  # expected number of features firing per sample
     freq_exponent: float = 1.0  # power-law exponent of feature frequencies
     max_freq: float = 0.5  # cap on any one feature's firing probability
-    magnitude_low: float = 0.5  # activation magnitudes a_i ~ U(low, high)
-    magnitude_high: float = 1.5
+    # Activation magnitudes a_i ~ U(low, high). Their scale sets the effective sparsity
+    # penalty (MSE grows as scale^2, L1 as scale): with l1_coeff 1e-3 this range gives
+    # learned L0 of the order of the true one.
+    magnitude_low: float = 0.15
+    magnitude_high: float = 0.45
     n_parents: int = 64  # features that have children (0 disables the hierarchy)
     children_per_parent: int = 4  # children per parent (counted inside n_features)
     child_prob: float = 0.3  # P(child fires | parent fires)

@@ -1,0 +1,234 @@
+"""The SAE, its file format, the family training loop and the synthetic source."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from sae_core.sae import SAEConfig, SparseAutoencoder, load_family
+from sae_core.synthetic import SyntheticConfig, SyntheticSource
+from sae_core.train import TensorSource, TrainConfig, family_is_complete, train_family
+
+SMALL_SOURCE = SyntheticConfig(d_in=32, n_features=64, mean_active=3.0, n_parents=4, children_per_parent=2, seed=1)
+
+
+def quiet(**kwargs) -> TrainConfig:
+    return TrainConfig(progress=False, **kwargs)
+
+
+# ------------------------------------------------------------------ model
+def test_forward_shapes_and_unit_norm_rows_after_training():
+    src = SyntheticSource(SMALL_SOURCE)
+    saes, history = train_family(src, quiet(sizes=(16, 48), n_steps=20, batch_size=32, log_every=5))
+    x = src.batch(999, 10)
+    for size, sae in saes.items():
+        x_hat, f = sae(x, output_features=True)
+        assert x_hat.shape == (10, 32) and f.shape == (10, size)
+        assert sae.W_enc.shape == (32, size) and sae.W_dec.shape == (size, 32)
+        assert torch.allclose(sae.W_dec.norm(dim=1), torch.ones(size), atol=1e-5)
+        assert (f >= 0).all()
+        assert torch.equal(sae.b_dec, torch.zeros(32))  # off by default, as in the replication
+    assert {row["d_sae"] for row in history} == {16, 48}
+    assert [row["step"] for row in history if row["d_sae"] == 16] == [5, 10, 15, 20]
+
+
+def test_decoder_bias_option_trains_it():
+    src = SyntheticSource(SMALL_SOURCE)
+    saes, _ = train_family(src, quiet(sizes=(16,), n_steps=10, batch_size=32, use_b_dec=True))
+    assert saes[16].b_dec.abs().sum() > 0
+
+
+def test_loss_falls_on_synthetic_data():
+    src = SyntheticSource(SMALL_SOURCE)
+    _, history = train_family(src, quiet(sizes=(64,), n_steps=300, batch_size=64, log_every=10))
+    losses = [row["loss"] for row in history]
+    assert sum(losses[-3:]) / 3 < 0.5 * sum(losses[:3]) / 3
+
+
+def test_sae_recovers_most_true_features():
+    """32 true features in 16 dims, 2 active per sample: a 64-latent SAE finds them.
+
+    Measured when written: 31 of 32 true features (97%) have a learned feature with
+    cosine > 0.9 after 1500 steps of 128 samples (lr 3e-3, L1 3e-2; with
+    L1 1e-3 on this toy the learned L0 stays at 26 and only 1 of 32 is found). We require 80% so that seeds and
+    platforms may differ a little, while a broken loop (about 0%) cannot pass.
+    """
+    cfg = SyntheticConfig(d_in=16, n_features=32, mean_active=2.0, max_freq=0.2, n_parents=0, seed=3,
+                          magnitude_low=0.5, magnitude_high=1.5)
+    src = SyntheticSource(cfg)
+    saes, _ = train_family(src, quiet(sizes=(64,), n_steps=1500, batch_size=128, lr=3e-3, l1_coeff=3e-2))
+    cos = saes[64].features @ src.true_features.T  # [64, 32]
+    recovered = (cos.max(dim=0).values > 0.9).float().mean().item()
+    print(f"recovered {recovered:.2%} of true features at cosine > 0.9")
+    assert recovered >= 0.8
+
+
+# ------------------------------------------------------------------ files
+def test_save_load_round_trip_is_exact(tmp_path):
+    sae = SparseAutoencoder(SAEConfig(d_in=8, d_sae=12, seed=4, provenance={"source": "test", "layer": 2}))
+    with torch.no_grad():
+        sae.b_enc.normal_()
+    sae.save(tmp_path / "sae")
+    loaded = SparseAutoencoder.load(tmp_path / "sae")
+    assert loaded.cfg == sae.cfg
+    for name, tensor in sae.state_dict().items():
+        assert torch.equal(tensor, loaded.state_dict()[name])
+    assert json.loads((tmp_path / "sae" / "cfg.json").read_text())["provenance"]["layer"] == 2
+
+
+def test_load_rejects_bad_files(tmp_path):
+    sae = SparseAutoencoder(SAEConfig(d_in=8, d_sae=12))
+    path = sae.save(tmp_path / "sae")
+    weights = path / "sae_weights.safetensors"
+    tensors = load_file(weights)
+
+    save_file({**tensors, "W_dec": torch.zeros(12, 9)}, weights)
+    with pytest.raises(ValueError, match="W_dec has shape \\(12, 9\\)"):
+        SparseAutoencoder.load(path)
+    save_file({**tensors, "b_enc": tensors["b_enc"].double()}, weights)
+    with pytest.raises(ValueError, match="dtype"):
+        SparseAutoencoder.load(path)
+    save_file({**tensors, "b_enc": torch.full((12,), float("nan"))}, weights)
+    with pytest.raises(ValueError, match="NaN"):
+        SparseAutoencoder.load(path)
+    save_file({k: v for k, v in tensors.items() if k != "b_dec"}, weights)
+    with pytest.raises(ValueError, match="expected"):
+        SparseAutoencoder.load(path)
+    weights.write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="not a readable safetensors"):
+        SparseAutoencoder.load(path)
+    (path / "cfg.json").write_text('{"d_in": 8, "d_sae": -1}')
+    with pytest.raises(ValueError, match="positive integer"):
+        SparseAutoencoder.load(path)
+    weights.unlink()
+    with pytest.raises(FileNotFoundError, match="sae_weights.safetensors is missing"):
+        SparseAutoencoder.load(path)
+
+
+def test_killed_save_leaves_no_loadable_half(tmp_path, monkeypatch):
+    sae = SparseAutoencoder(SAEConfig(d_in=8, d_sae=12))
+
+    def die(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("sae_core.sae.save_file", die)
+    with pytest.raises(KeyboardInterrupt):
+        sae.save(tmp_path / "sae")
+    assert not (tmp_path / "sae").exists()
+    assert list(tmp_path.iterdir()) == []  # the temporary folder is cleaned up too
+
+
+# ------------------------------------------------------------------ resume
+def test_interrupted_run_resumes_to_identical_weights(tmp_path):
+    src = SyntheticSource(SMALL_SOURCE)
+    cfg = quiet(sizes=(16, 40), n_steps=30, batch_size=32, checkpoint_every=10, log_every=5)
+    reference, ref_history = train_family(src, cfg)
+
+    def interrupt(step: int) -> None:
+        if step == 17:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_family(src, cfg, out_dir=tmp_path, on_step=interrupt)
+    assert not family_is_complete(tmp_path)
+    steps_seen = []
+    resumed, history = train_family(src, cfg, out_dir=tmp_path, on_step=steps_seen.append)
+    assert steps_seen[0] == 11  # resumed after the step-10 checkpoint
+    for size in (16, 40):
+        for name, tensor in reference[size].state_dict().items():
+            assert torch.equal(tensor, resumed[size].state_dict()[name]), (size, name)
+    assert history == ref_history
+    assert family_is_complete(tmp_path)
+    loaded = load_family(tmp_path)
+    assert list(loaded) == [16, 40]
+    assert torch.equal(loaded[40].W_dec, reference[40].W_dec)
+    assert loaded[16].cfg.provenance["training_samples"] == 30 * 32
+
+
+def test_resample_option_revives_dead_latents():
+    src = SyntheticSource(SMALL_SOURCE)
+    base = dict(sizes=(256,), n_steps=200, batch_size=32, dead_window=20, log_every=200, l1_coeff=3e-2)
+    _, plain = train_family(src, quiet(**base))
+    _, resampled = train_family(src, quiet(resample_every=50, **base))
+    assert plain[-1]["dead_frac"] > 0.2  # strong L1 on a wide dictionary kills latents
+    assert resampled[-1]["dead_frac"] < plain[-1]["dead_frac"]
+
+
+# ------------------------------------------------------------------ bad input
+class _Source:
+    def __init__(self, x: torch.Tensor, d_in: int | None = None) -> None:
+        self.x, self.d_in = x, d_in if d_in is not None else x.shape[-1]
+
+    def batch(self, index: int, batch_size: int) -> torch.Tensor:
+        return self.x
+
+    def describe(self) -> dict:
+        return {"source": "test"}
+
+
+@pytest.mark.parametrize(
+    "source,message",
+    [
+        (_Source(torch.ones(4, 8), d_in=6), "width 8 at step 0, but the SAEs expect d_in=6"),
+        (_Source(torch.tensor([[1.0, float("nan")]])), "NaN or inf at step 0"),
+        (_Source(torch.tensor([[1.0, float("inf")]])), "NaN or inf"),
+        (_Source(torch.ones(0, 8)), "empty"),
+        (_Source(torch.ones(8)), "expected \\[batch, d_in\\]"),
+    ],
+)
+def test_bad_activations_are_clear_errors(source, message):
+    with pytest.raises(ValueError, match=message):
+        train_family(source, quiet(sizes=(4,), n_steps=2, batch_size=4))
+
+
+def test_bad_sizes_and_sources_are_clear_errors():
+    with pytest.raises(ValueError, match="positive integers"):
+        TrainConfig(sizes=(16, 0))
+    with pytest.raises(ValueError, match="positive integers"):
+        TrainConfig(sizes=(-3,))
+    with pytest.raises(ValueError, match="empty"):
+        TrainConfig(sizes=())
+    with pytest.raises(ValueError, match="distinct"):
+        TrainConfig(sizes=(8, 8))
+    with pytest.raises(ValueError, match="empty"):
+        TensorSource(torch.ones(0, 4))
+    with pytest.raises(ValueError, match="positive integer"):
+        SAEConfig(d_in=0)
+
+
+# ------------------------------------------------------------------ sources
+def test_synthetic_stream_is_seeded_and_bounded():
+    src = SyntheticSource(SMALL_SOURCE)
+    assert torch.equal(src.batch(5, 16), SyntheticSource(SMALL_SOURCE).batch(5, 16))
+    assert not torch.equal(src.batch(5, 16), src.batch(6, 16))
+    x, codes = src.batch(0, 4096, return_codes=True)
+    assert torch.allclose(x, codes @ src.true_features, atol=1e-5)
+    assert (codes >= 0).all()
+    active = (codes > 0).float()
+    assert active.sum(1).mean().item() == pytest.approx(SMALL_SOURCE.mean_active, rel=0.1)
+    assert torch.allclose(active.mean(0).double(), src.freqs, atol=0.03)  # frequencies as designed
+
+
+def test_synthetic_children_fire_only_with_parents():
+    src = SyntheticSource(SMALL_SOURCE)
+    _, codes = src.batch(0, 4096, return_codes=True)
+    children = src.child_ids
+    parents = src.parent_of[children]
+    assert ((codes[:, children] > 0) <= (codes[:, parents] > 0)).all()
+    cos = (src.true_features[children] * src.true_features[parents]).sum(1)
+    assert torch.allclose(cos, torch.full_like(cos, SMALL_SOURCE.child_cos), atol=1e-5)
+
+
+def test_default_synthetic_sits_between_small_and_large_dictionaries():
+    cfg = SyntheticConfig()
+    assert cfg.d_in == 128
+    assert 1024 < cfg.n_features < 4096
+
+
+def test_tensor_source_epochs_cover_every_row():
+    x = torch.arange(40.0).reshape(20, 2)
+    src = TensorSource(x, seed=3)
+    epoch = torch.cat([src.batch(i, 5) for i in range(4)])
+    assert sorted(epoch[:, 0].tolist()) == list(range(0, 40, 2))
+    assert torch.equal(src.batch(7, 6), TensorSource(x, seed=3).batch(7, 6))
