@@ -22,6 +22,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp.", dir=path.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp's 0700 would follow the artifact after the rename
     try:
         yield tmp
         if path.exists():

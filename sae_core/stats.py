@@ -175,3 +175,27 @@ def histogram_modes(values, bins: int = 50, range_: tuple[float, float] = (0.0, 
     low_mode = float(centers[low][np.argmax(counts[low])]) if counts[low].sum() else float("nan")
     high_mode = float(centers[high][np.argmax(counts[high])]) if counts[high].sum() else float("nan")
     return low_mode, high_mode
+
+
+@dataclass
+class Bimodality:
+    low_mode: float
+    high_mode: float
+    low_peak: float  # histogram density at each mode
+    high_peak: float
+    valley: float  # lowest density between the modes
+    bimodal: bool
+
+
+def bimodality(values, bins: int = 50, split: float = POST_CUTOFF, dip: float = 0.5) -> Bimodality:
+    """Two modes on either side of ``split`` with a valley below ``dip`` times the smaller peak."""
+    arr = _sample(values)
+    density, edges = np.histogram(arr, bins=bins, range=(0.0, 1.0), density=True)
+    centers = (edges[:-1] + edges[1:]) / 2
+    low_mode, high_mode = histogram_modes(arr, bins=bins, split=split)
+    if np.isnan(low_mode) or np.isnan(high_mode):
+        return Bimodality(low_mode, high_mode, float("nan"), float("nan"), float("nan"), False)
+    i, j = int(np.argmin(np.abs(centers - low_mode))), int(np.argmin(np.abs(centers - high_mode)))
+    valley = float(density[i : j + 1].min())
+    low_peak, high_peak = float(density[i]), float(density[j])
+    return Bimodality(low_mode, high_mode, low_peak, high_peak, valley, valley < dip * min(low_peak, high_peak))

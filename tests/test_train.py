@@ -102,7 +102,7 @@ def test_load_rejects_bad_files(tmp_path):
     with pytest.raises(ValueError, match="positive integer"):
         SparseAutoencoder.load(path)
     weights.unlink()
-    with pytest.raises(FileNotFoundError, match="sae_weights.safetensors is missing"):
+    with pytest.raises(FileNotFoundError, match=r"sae_weights\.safetensors is missing"):
         SparseAutoencoder.load(path)
 
 

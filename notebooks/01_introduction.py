@@ -1,0 +1,113 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Introduction
+#
+# When sparse autoencoders (SAEs) of growing width are trained on the same activations,
+# each feature of a small dictionary can be scored by its *max cosine similarity* (MCS)
+# with the nearest feature of a larger dictionary. A recent report found that this MCS
+# distribution is **bimodal**: a peak near 1 (features that recur across widths) and a
+# peak near 0.3 that looks like the MCS between *random* Gaussian dictionaries
+# (the post; its setting follows {cite}`sharkey2022taking`,
+# and related work is {cite}`cunningham2023sparse,bricken2023monosemanticity,paulo2025sparse`). This book reproduces each part of that
+# finding and tests it against exact null distributions.
+
+# %%
+# %% tags=["parameters"]
+profile = "notebook defaults"  # name of the profile that set these values
+source = "synthetic"  # "synthetic" (offline, known true features) or "lm" (a language model via nnsight)
+synthetic = {}  # overrides of sae_core.synthetic.SyntheticConfig, e.g. {"n_features": 4096}
+lm = {}  # overrides of sae_core.lm_pipeline.LMSourceConfig, for the language-model source
+sizes = [256, 512, 1024, 2048]  # dictionary widths trained together; the largest is the reference
+n_steps = 1000  # optimizer steps (each feeds one batch to every dictionary)
+batch_size = 256
+lr = 1e-3
+l1_coeff = 1e-3  # the replication's L1 coefficient
+seed = 0
+small_size = 1024  # the post's pair: 1024 against 8192 (falls back to the largest size)
+large_size = 8192
+
+# %%
+from myst_nb import glue
+
+from sae_core import pipeline, plots
+
+# %% tags=["nbval-ignore-output"]
+# Trains the family on a cache miss (progress bar), else loads it from disk.
+family = pipeline.ensure_family(pipeline.family_params(globals()))
+
+# %%
+params = family.params
+source_desc = (
+    f"synthetic activations: {params['synthetic']['n_features']} true features in "
+    f"{params['synthetic']['d_in']} dimensions, {params['synthetic']['mean_active']:g} active per sample on average"
+    if source == "synthetic"
+    else f"{params['lm']['site']} of {params['lm']['model']} on {params['lm']['corpus']}"
+)
+last = {r["d_sae"]: r for r in family.history if r["step"] == max(h["step"] for h in family.history)}
+glue("profile", profile, display=False)
+glue("source_desc", source_desc, display=False)
+glue("d_in", family.d_in, display=False)
+glue("sizes", ", ".join(str(s) for s in family.sizes), display=False)
+glue("l1_coeff", l1_coeff, display=False)
+glue("n_steps", n_steps, display=False)
+glue("n_samples", n_steps * batch_size, display=False)
+glue("cache_key", family.key, display=False)
+glue("largest_l0", last[family.sizes[-1]]["l0"], display=False)
+glue("largest_dead", last[family.sizes[-1]]["dead_frac"], display=False)
+glue("smallest_l0", last[family.sizes[0]]["l0"], display=False)
+glue("dead_window", pipeline.train_config(family.params).dead_window, display=False)
+plots.glue_figure("fig_training", plots.training_curves(family.history))
+
+# %% [markdown]
+# ## Setting
+#
+# This build uses the profile **{glue:text}`profile`**: {glue:text}`source_desc`.
+# SAEs of widths {glue:text}`sizes` are trained together on the same
+# {glue:text}`n_samples` activations of width {glue:text}`d_in` ({glue:text}`n_steps` steps
+# of Adam), with L1 coefficient {glue:text}`l1_coeff`, as in the replication of
+# {cite}`sharkey2022taking`: untied ReLU encoder, unit-norm decoder rows, no decoder bias.
+# At the end of training the smallest dictionary has L0 = {glue:text}`smallest_l0:.1f`
+# active latents per sample and the largest L0 = {glue:text}`largest_l0:.1f`, with
+# {glue:text}`largest_dead:.1%` of its latents dead. The dictionaries are cached under the key
+# {glue:text}`cache_key`.
+#
+# ```{glue:figure} fig_training
+# :name: fig-training
+#
+# Training of every dictionary of the family on the same batches: reconstruction error,
+# L0 and the fraction of latents that have not fired in the last {glue:text}`dead_window` steps, per width.
+# ```
+#
+# ## What each chapter found
+#
+# | Chapter | Measurement | This build |
+# |---|---|---|
+# | [Bimodality](03_bimodality.ipynb) | low and high MCS modes, {glue:text}`03_bimodality.ipynb::pair:s` | {glue:text}`03_bimodality.ipynb::low_mode:.2f` and {glue:text}`03_bimodality.ipynb::high_mode:.2f` |
+# | [Bimodality](03_bimodality.ipynb) | share of features with MCS ≥ 0.5 | {glue:text}`03_bimodality.ipynb::frac_high:.1%` |
+# | [Random nulls](04_random_nulls.ipynb) | earthmover distance, learned low part vs analytic null | {glue:text}`04_random_nulls.ipynb::emd_null:.4f` (95% CI {glue:text}`04_random_nulls.ipynb::emd_null_low:.4f`–{glue:text}`04_random_nulls.ipynb::emd_null_high:.4f`) |
+# | [Random nulls](04_random_nulls.ipynb) | same, random dictionaries vs the null (largest) | {glue:text}`04_random_nulls.ipynb::emd_random_max:.4f` |
+# | [Cross-dictionary](05_cross_dictionary.ipynb) | Pearson / Spearman of MCS against two larger dictionaries | {glue:text}`05_cross_dictionary.ipynb::pearson:.2f` / {glue:text}`05_cross_dictionary.ipynb::spearman:.2f` |
+# | [Feature splitting](06_feature_splitting.ipynb) | high-MCS share, smallest → largest compared size | {glue:text}`06_feature_splitting.ipynb::frac_high_first:.1%` → {glue:text}`06_feature_splitting.ipynb::frac_high_last:.1%` |
+#
+# ## How to rerun
+#
+# Every chapter is a [Jupytext](https://jupytext.readthedocs.io) notebook in `notebooks/`
+# whose first code cell holds its parameters. `make book PROFILE=name` runs all chapters with
+# a profile from `notebooks/profiles/`; one chapter with other values runs as
+#
+# ```bash
+# jupytext --to ipynb -o /tmp/ch.ipynb notebooks/03_bimodality.py
+# papermill /tmp/ch.ipynb out.ipynb -p n_steps 20000 -y "sizes: [512, 2048, 8192]"
+# ```
+#
+# Dictionaries are cached by a hash of every parameter that shapes them, so chapters with
+# the same settings share one training run and changed settings never reuse old ones.

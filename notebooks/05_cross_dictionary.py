@@ -1,0 +1,91 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Cross-dictionary correlation
+#
+# If a feature's MCS against a larger dictionary measured something about the feature
+# itself, a feature high against one larger dictionary should be high against another. The
+# post's Figures 9-10 plot a feature's MCS against two larger dictionaries; here each triple
+# (base, B, C) gives a scatter plot, Pearson and Spearman correlations, and the shares of
+# features low against both or high against both (cutoff 0.5).
+
+# %%
+# %% tags=["parameters"]
+profile = "notebook defaults"  # name of the profile that set these values
+source = "synthetic"  # "synthetic" (offline, known true features) or "lm" (a language model via nnsight)
+synthetic = {}  # overrides of sae_core.synthetic.SyntheticConfig, e.g. {"n_features": 4096}
+lm = {}  # overrides of sae_core.lm_pipeline.LMSourceConfig, for the language-model source
+sizes = [256, 512, 1024, 2048]  # dictionary widths trained together; the largest is the reference
+n_steps = 1000  # optimizer steps (each feeds one batch to every dictionary)
+batch_size = 256
+lr = 1e-3
+l1_coeff = 1e-3  # the replication's L1 coefficient
+seed = 0
+small_size = 1024  # the post's pair: 1024 against 8192 (falls back to the largest size)
+large_size = 8192
+cross_triples = [[512, 1024, 2048], [256, 512, 1024]]  # [base, B, C]: base features' MCS against B and C
+
+# %%
+from myst_nb import glue
+
+from sae_core import analysis, pipeline, plots
+
+# %% tags=["nbval-ignore-output"]
+family = pipeline.ensure_family(pipeline.family_params(globals()))
+
+# %%
+triples = [t for t in cross_triples if all(s in family.saes for s in t)]
+if not triples:
+    raise ValueError(f"none of the triples {cross_triples} is in the family {family.sizes}")
+results = []
+for i, (base, b, c) in enumerate(triples):
+    corr, vb, vc = analysis.cross_correlation(family, base, b, c)
+    results.append(corr)
+    plots.glue_figure(f"fig_scatter_{i}", plots.scatter_pair(vb, vc, f"MCS against {b}", f"MCS against {c}",
+                                                f"{base}-feature dictionary ({corr.n} features)"))
+    print(f"| {base} | {b} | {c} | {corr.n} | {corr.pearson:.3f} | {corr.spearman:.3f} | "
+          f"{corr.frac_low_low:.1%} | {corr.frac_high_high:.1%} |")
+first = results[0]
+glue("triple", f"{triples[0][0]} against {triples[0][1]} and {triples[0][2]}", display=False)
+glue("pearson", first.pearson, display=False)
+glue("spearman", first.spearman, display=False)
+glue("low_low", first.frac_low_low, display=False)
+glue("high_high", first.frac_high_high, display=False)
+glue("off_diagonal", 1 - first.frac_low_low - first.frac_high_high, display=False)
+glue("n_base", first.n, display=False)
+second = results[-1]
+glue("triple_2", f"{triples[-1][0]} against {triples[-1][1]} and {triples[-1][2]}", display=False)
+glue("pearson_2", second.pearson, display=False)
+glue("spearman_2", second.spearman, display=False)
+
+# %% [markdown]
+# The table above lists, per triple: base, B, C, features, Pearson, Spearman, share low
+# against both, share high against both.
+#
+# ```{glue:figure} fig_scatter_0
+# :name: fig-cross-0
+#
+# Each feature of the base dictionary ({glue:text}`triple`): MCS against the first larger
+# dictionary (x) and the second (y), {glue:text}`n_base` features (the post's Figure 9).
+# ```
+#
+# For {glue:text}`triple`, Pearson's r is {glue:text}`pearson:.3f` and Spearman's rho
+# {glue:text}`spearman:.3f`; {glue:text}`low_low:.1%` of the features are low against both,
+# {glue:text}`high_high:.1%` high against both, and {glue:text}`off_diagonal:.1%` change side.
+#
+# ```{glue:figure} fig_scatter_1
+# :name: fig-cross-1
+#
+# The same for {glue:text}`triple_2` (the post's Figure 10).
+# ```
+#
+# For {glue:text}`triple_2`: Pearson {glue:text}`pearson_2:.3f`, Spearman
+# {glue:text}`spearman_2:.3f`.

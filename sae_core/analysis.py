@@ -1,0 +1,184 @@
+"""Chapter-level computations: each returns plain numbers and arrays that a chapter plots and glues."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from sae_core import nulls, stats
+from sae_core.pipeline import Family
+from sae_core.similarity import gaussian_dictionary, max_cosine_similarity, one_to_one_mcs
+
+
+def reference_size(family: Family, requested: int) -> int:
+    """``requested`` if the family has it, else its largest dictionary."""
+    return requested if requested in family.saes else family.sizes[-1]
+
+
+def mcs_values(family: Family, size: int, against: int) -> np.ndarray:
+    return max_cosine_similarity(family.features(size), family.features(against)).values.numpy()
+
+
+@dataclass
+class BimodalityRow:
+    size: int
+    against: int
+    n: int
+    low_mode: float
+    high_mode: float
+    frac_high_post: float  # share with MCS >= 0.5
+    frac_high_null: float  # share above the null's 99% quantile
+    mean: float
+
+
+def bimodality_table(family: Family, against: int, null_q: float = 0.99) -> list[BimodalityRow]:
+    cut = stats.null_cutoff(family.d_in, family.saes[against].cfg.d_sae, null_q)
+    rows = []
+    for size in family.sizes:
+        if size >= against:
+            continue
+        v = mcs_values(family, size, against)
+        low, high = stats.histogram_modes(v)
+        rows.append(BimodalityRow(size, against, v.size, low, high, stats.split_high_low(v).frac_high,
+                                  stats.split_high_low(v, cut).frac_high, float(v.mean())))
+    return rows
+
+
+def one_to_one_values(family: Family, size: int, against: int) -> np.ndarray:
+    return one_to_one_mcs(family.features(size), family.features(against)).values.numpy()
+
+
+def firing_rates(family: Family, size: int, n_samples: int = 8192) -> np.ndarray:
+    """Fraction of held-out samples on which each latent of dictionary ``size`` fires."""
+    x = family.sample(n_samples)
+    with torch.no_grad():
+        f = family.saes[size].encode(x)
+    return (f > 0).float().mean(0).numpy()
+
+
+@dataclass
+class GroundTruth:
+    """How the high/low split lines up with the true features of a synthetic source."""
+
+    size: int
+    against: int
+    cutoff: float
+    true_cos_threshold: float
+    n_high: int
+    n_low: int
+    high_matching_true: float  # share of high-MCS features within threshold of a true feature
+    low_matching_true: float
+    low_dead: float  # share of low-MCS features that never fire on held-out data
+    high_dead: float
+    mcs_to_largest: np.ndarray
+    mcs_to_true: np.ndarray
+
+
+def ground_truth(family: Family, size: int, against: int, cutoff: float = stats.POST_CUTOFF,
+                 true_cos_threshold: float = 0.9) -> GroundTruth | None:
+    if family.true_features is None:
+        return None
+    v = mcs_values(family, size, against)
+    t = max_cosine_similarity(family.features(size), family.true_features).values.numpy()
+    dead = firing_rates(family, size) == 0
+    high = v >= cutoff
+
+    def share(mask: np.ndarray, of: np.ndarray) -> float:
+        return float(mask[of].mean()) if of.any() else float("nan")
+
+    matching = t >= true_cos_threshold
+    return GroundTruth(size, against, cutoff, true_cos_threshold, int(high.sum()), int((~high).sum()),
+                       share(matching, high), share(matching, ~high), share(dead, ~high), share(dead, high),
+                       v, t)
+
+
+def random_sets(n: int, m: int, d: int, n_sets: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """MCS of ``n`` against ``m`` Gaussian features in ``d`` dims, ``n_sets`` independent draws."""
+    out = {}
+    for r in range(n_sets):
+        a = gaussian_dictionary(n, d, seed=seed + 2 * r)
+        b = gaussian_dictionary(m, d, seed=seed + 2 * r + 1)
+        out[f"random {r + 1}"] = max_cosine_similarity(a, b).values.numpy()
+    return out
+
+
+@dataclass
+class NullComparison:
+    names: list[str]
+    distances: np.ndarray  # W1 among named sets, each restricted to MCS < cutoff
+    samples: dict[str, np.ndarray]
+    learned_low: np.ndarray
+    emd_to_null: stats.BootstrapCI  # learned low part vs the analytic null
+    random_to_null: list[float]  # each random set vs the analytic null (chance's own spread)
+    indistinguishable: bool
+
+
+def null_comparison(family: Family, size: int, against: int, n_random: int = 4, alt_factor: int = 2,
+                    cutoff: float = stats.POST_CUTOFF, n_boot: int = 200, seed: int = 0) -> NullComparison:
+    """The post's Figures 4-7: the learned low-MCS part against random dictionaries of the same shape."""
+    d = family.d_in
+    learned = mcs_values(family, size, against)
+    samples = {"learned": learned, **random_sets(size, against, d, n_random, seed=seed + 1000)}
+    alt = random_sets(size, alt_factor * against, d, 1, seed=seed + 5000)["random 1"]
+    samples[f"alt params ({size} vs {alt_factor * against})"] = alt
+    names, dist = stats.distance_matrix(samples, cutoff=cutoff)
+    learned_low = stats.restrict_below(learned, cutoff)
+    boot = stats.bootstrap_wasserstein(learned_low, k=d, m=against, n_boot=n_boot, seed=seed)
+    random_to_null = [stats.wasserstein1_to_null(stats.restrict_below(samples[f"random {r + 1}"], cutoff), d, against)
+                      for r in range(n_random)]
+    # Indistinguishable from chance: the learned distance's interval reaches down to the
+    # distances that random dictionaries of the same shape have from the same null.
+    indistinguishable = boot.low <= max(random_to_null)
+    return NullComparison(names, dist, samples, learned_low, boot, random_to_null, indistinguishable)
+
+
+def emd_by_size(family: Family, sizes: list[int], against: int, n_random: int = 4,
+                cutoff: float = stats.POST_CUTOFF, seed: int = 0) -> list[dict[str, float]]:
+    """The post's Figure 8: per size, W1(learned low part, random) and W1(random, random)."""
+    rows = []
+    for size in sizes:
+        if size not in family.saes or size >= against:
+            continue
+        learned = stats.restrict_below(mcs_values(family, size, against), cutoff)
+        rand = [stats.restrict_below(v, cutoff)
+                for v in random_sets(size, against, family.d_in, n_random, seed=seed + size).values()]
+        learned_vs_random = [stats.wasserstein1(learned, r) for r in rand]
+        random_vs_random = [stats.wasserstein1(rand[i], rand[j])
+                            for i in range(n_random) for j in range(i + 1, n_random)]
+        rows.append({
+            "size": size,
+            "n_low": int(learned.size),
+            "learned_vs_random": float(np.mean(learned_vs_random)),
+            "random_vs_random": float(np.mean(random_vs_random)) if random_vs_random else float("nan"),
+            "learned_vs_null": stats.wasserstein1_to_null(learned, family.d_in, against),
+        })
+    return rows
+
+
+def cross_correlation(family: Family, base: int, b: int, c: int,
+                      cutoff: float = stats.POST_CUTOFF) -> tuple[stats.CrossCorrelation, np.ndarray, np.ndarray]:
+    vb, vc = mcs_values(family, base, b), mcs_values(family, base, c)
+    return stats.cross_dictionary_correlation(vb, vc, cutoff), vb, vc
+
+
+def splitting_table(family: Family, against: int, null_q: float = 0.99) -> list[dict[str, float]]:
+    """The post's Figures 11-12: high/low counts per size, with the 0.5 and the null cutoffs."""
+    null_cut = stats.null_cutoff(family.d_in, against, null_q)
+    rows = []
+    for size in family.sizes:
+        if size >= against:
+            continue
+        v = mcs_values(family, size, against)
+        post, null = stats.split_high_low(v), stats.split_high_low(v, null_cut)
+        rows.append({"size": size, "high_post": post.n_high, "low_post": post.n_low, "frac_high_post": post.frac_high,
+                     "high_null": null.n_high, "low_null": null.n_low, "frac_high_null": null.frac_high,
+                     "null_cutoff": null_cut})
+    return rows
+
+
+def null_density_curve(k: int, m: int, n_points: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = nulls.mcs_null_quantile([1e-6, 1 - 1e-9], k, m)
+    x = np.linspace(lo, hi, n_points)
+    return x, nulls.mcs_null_pdf(x, k, m)

@@ -1,0 +1,127 @@
+"""From a chapter's parameters to a trained, cached family of dictionaries.
+
+Every chapter calls :func:`ensure_family` with its parameters. The family is cached
+under ``<cache>/families/<key>/``, where the key hashes every parameter that affects
+the dictionaries (plus the package version), so chapters share one training run and a
+changed parameter never reuses stale dictionaries. Training resumes from its
+checkpoint if it was interrupted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sae_core import __version__
+from sae_core.sae import SparseAutoencoder, load_family
+from sae_core.synthetic import SyntheticConfig, SyntheticSource
+from sae_core.train import TrainConfig, family_is_complete, train_family
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Notebook parameters that decide the dictionaries. ``synthetic`` and ``lm`` are dicts
+# of overrides for the source's config (SyntheticConfig / LMSourceConfig).
+TRAIN_KEYS = ("sizes", "n_steps", "batch_size", "lr", "l1_coeff", "seed", "resample_every", "use_b_dec")
+FAMILY_KEYS = ("source", *TRAIN_KEYS, "synthetic", "lm")
+
+
+def cache_root() -> Path:
+    """``$SAE_REPORT_CACHE`` if set, else ``.cache`` in the repository."""
+    return Path(os.environ.get("SAE_REPORT_CACHE", REPO_ROOT / ".cache"))
+
+
+def family_params(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """The family-defining parameters of a notebook's namespace (``globals()``), canonicalised:
+    sizes sorted, and the source's overrides completed with its config defaults, so equal
+    settings give equal cache keys however they were written."""
+    params = {k: namespace[k] for k in FAMILY_KEYS if k in namespace}
+    source = params.get("source")
+    if source not in ("synthetic", "lm"):
+        raise ValueError(f"unknown source {source!r}; use 'synthetic' or 'lm'")
+    if "sizes" not in params:
+        raise ValueError("the parameters must list the dictionary sizes ('sizes')")
+    params["sizes"] = sorted(int(s) for s in params["sizes"])
+    overrides = dict(params.pop("synthetic", None) or {}), dict(params.pop("lm", None) or {})
+    if source == "synthetic":
+        params["synthetic"] = dataclasses.asdict(SyntheticConfig(**overrides[0]))
+    else:
+        from sae_core.lm_pipeline import LMSourceConfig
+
+        params["lm"] = dataclasses.asdict(LMSourceConfig(**overrides[1]))
+    return params
+
+
+def family_key(params: Mapping[str, Any]) -> str:
+    blob = json.dumps({"params": dict(params), "version": __version__}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def train_config(params: Mapping[str, Any], progress: bool = True) -> TrainConfig:
+    kwargs = {k: params[k] for k in TRAIN_KEYS if k in params}
+    kwargs["sizes"] = tuple(kwargs["sizes"])
+    return TrainConfig(progress=progress, **kwargs)
+
+
+def build_source(params: Mapping[str, Any], progress: bool = True):
+    """The activation source the parameters describe (extracting LM activations if needed)."""
+    if params["source"] == "synthetic":
+        return SyntheticSource(SyntheticConfig(**params["synthetic"]))
+    from sae_core.lm_pipeline import lm_source  # heavy imports only when needed
+
+    return lm_source(params, progress=progress)
+
+
+@dataclass
+class Family:
+    params: dict[str, Any]
+    key: str
+    path: Path
+    saes: dict[int, SparseAutoencoder]
+    history: list[dict[str, float]]
+    source: Any  # SyntheticSource (with ground truth) or an LM activation source
+
+    @property
+    def sizes(self) -> list[int]:
+        return sorted(self.saes)
+
+    @property
+    def d_in(self) -> int:
+        return next(iter(self.saes.values())).cfg.d_in
+
+    def features(self, size: int) -> torch.Tensor:
+        if size not in self.saes:
+            raise KeyError(f"no dictionary of size {size}; this family has {self.sizes}")
+        return self.saes[size].features
+
+    @property
+    def true_features(self) -> torch.Tensor | None:
+        return getattr(self.source, "true_features", None)
+
+    def sample(self, n: int, offset: int = 10**6) -> torch.Tensor:
+        """``n`` activations from batches the training never saw (held out by index)."""
+        return self.source.batch(offset, n)
+
+
+def ensure_family(params: Mapping[str, Any], progress: bool = True) -> Family:
+    """Load the cached family for ``params``, training (or resuming) it first if needed."""
+    params = dict(params)
+    key = family_key(params)
+    path = cache_root() / "families" / key
+    source = build_source(params, progress=progress)
+    if not family_is_complete(path):
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "params.json").write_text(json.dumps(params, indent=2, sort_keys=True))
+        train_family(source, train_config(params, progress), out_dir=path)
+    saes = load_family(path)
+    if sorted(saes) != sorted(params["sizes"]):
+        raise RuntimeError(f"cache {path} holds sizes {sorted(saes)}, expected {params['sizes']}")
+    history = json.loads((path / "history.json").read_text())
+    return Family(params, key, path, saes, history, source)

@@ -1,0 +1,127 @@
+"""Figures of the report. Each function returns a matplotlib Figure and draws nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+
+from sae_core.analysis import null_density_curve
+
+sns.set_theme(style="whitegrid", context="notebook")
+BINS = np.linspace(0, 1, 51)
+
+
+def training_curves(history: list[dict[str, float]]) -> plt.Figure:
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    sizes = sorted({int(r["d_sae"]) for r in history})
+    palette = sns.color_palette("viridis", len(sizes))
+    for color, size in zip(palette, sizes, strict=True):
+        rows = [r for r in history if r["d_sae"] == size]
+        steps = [r["step"] for r in rows]
+        for ax, key in zip(axes, ("mse", "l0", "dead_frac"), strict=True):
+            ax.plot(steps, [r[key] for r in rows], color=color, label=str(size))
+    axes[0].set_yscale("log")
+    for ax, title in zip(axes, ("reconstruction MSE", "L0 (active latents per sample)", "fraction dead"), strict=True):
+        ax.set_title(title)
+        ax.set_xlabel("step")
+    axes[2].legend(title="d_sae", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def mcs_histograms(values: Mapping[int, np.ndarray], against: int, d: int) -> plt.Figure:
+    """One panel per smaller dictionary: its MCS against ``against``, with the analytic null."""
+    n = len(values)
+    cols = min(n, 3)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.2 * rows), squeeze=False)
+    x, pdf = null_density_curve(d, against)
+    for ax, (size, v) in zip(axes.flat, values.items(), strict=False):
+        ax.hist(v, bins=BINS, density=True, color="C0", alpha=0.8, label="learned")
+        ax.plot(x, pdf, color="C3", lw=1.5, label=f"null K={d}, M={against}")
+        ax.set_title(f"{size} vs {against} ({len(v)} features)")
+        ax.set_xlabel("max cosine similarity")
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def overlaid_histograms(samples: Mapping[str, np.ndarray], title: str, cutoff: float | None = None,
+                        null: tuple[int, int] | None = None, bins: np.ndarray = BINS) -> plt.Figure:
+    """Step histograms of several MCS samples (each cut below ``cutoff``), and the null for (K, M)."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for name, v in samples.items():
+        v = v if cutoff is None else v[v < cutoff]
+        ax.hist(v, bins=bins, density=True, histtype="step", lw=1.6, label=f"{name} (n={len(v)})")
+    if null is not None:
+        ax.plot(*null_density_curve(*null), color="C3", lw=1.2, label=f"analytic null K={null[0]}, M={null[1]}")
+    ax.set_xlabel("max cosine similarity")
+    ax.set_ylabel("density")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def distance_heatmap(names: Sequence[str], distances: np.ndarray, title: str) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(6.8, 5.4))
+    sns.heatmap(distances, xticklabels=names, yticklabels=names, annot=True, fmt=".3f", cmap="mako_r", ax=ax,
+                cbar_kws={"label": "earthmover distance"})
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def emd_by_size(rows: list[dict[str, float]]) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    sizes = [r["size"] for r in rows]
+    for key, label in (("learned_vs_random", "learned vs random"), ("random_vs_random", "random vs random"),
+                       ("learned_vs_null", "learned vs analytic null")):
+        ax.plot(sizes, [r[key] for r in rows], marker="o", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("smaller dictionary size")
+    ax.set_ylabel("earthmover distance (MCS < cutoff)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def scatter_pair(x: np.ndarray, y: np.ndarray, xlabel: str, ylabel: str, title: str) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    ax.scatter(x, y, s=5, alpha=0.4, color="C0", linewidths=0)
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+    ax.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel=xlabel, ylabel=ylabel, title=title)
+    fig.tight_layout()
+    return fig
+
+
+def splitting_counts(rows: list[dict[str, float]]) -> plt.Figure:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    sizes = [r["size"] for r in rows]
+    for suffix, ls, label in (("post", "-", "cutoff 0.5"), ("null", "--", "null 99% cutoff")):
+        axes[0].plot(sizes, [r[f"high_{suffix}"] for r in rows], ls=ls, marker="o", color="C2", label=f"high, {label}")
+        axes[0].plot(sizes, [r[f"low_{suffix}"] for r in rows], ls=ls, marker="o", color="C1", label=f"low, {label}")
+        axes[1].plot(sizes, [r[f"frac_high_{suffix}"] for r in rows], ls=ls, marker="o", color="C2",
+                     label=f"high share, {label}")
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("dictionary size")
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("features")
+    axes[1].set_ylabel("share of features")
+    axes[1].set_ylim(0, 1)
+    fig.tight_layout()
+    return fig
+
+
+def glue_figure(name: str, fig: plt.Figure) -> None:
+    """Glue ``fig`` under ``name`` for the book, then close it so the cell does not show it twice."""
+    from myst_nb import glue
+
+    glue(name, fig, display=False)
+    plt.close(fig)

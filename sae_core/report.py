@@ -1,0 +1,130 @@
+"""Run the chapters with papermill for a profile, then build the Jupyter Book.
+
+    python -m sae_core.report --profile default        # what `make book` runs
+    python -m sae_core.report --profile smoke --root .cache/smoke-book
+
+Each chapter in ``notebooks/`` (Jupytext py:percent) is converted to ipynb and executed
+with the profile's values for the parameters it declares, into ``<root>/book/executed/``.
+Then ``jupyter-book build`` renders ``<root>`` with warnings as errors. With a ``--root``
+other than the repository, the book's sources (_config.yml, _toc.yml, book/*.md, .bib)
+are copied there first, so a test build never touches the repository's own book.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = REPO_ROOT / "notebooks"
+PROFILES = NOTEBOOKS / "profiles"
+CHAPTERS = (
+    "01_introduction", "02_methods", "03_bimodality", "04_random_nulls",
+    "05_cross_dictionary", "06_feature_splitting", "07_conclusions",
+)
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "book/references.md", "book/references.bib")
+
+
+def load_profile(name_or_path: str) -> dict[str, Any]:
+    """A profile by name (``notebooks/profiles/<name>.yml``) or by path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PROFILES / f"{name_or_path}.yml"
+    if not path.is_file():
+        known = sorted(p.stem for p in PROFILES.glob("*.yml"))
+        raise FileNotFoundError(f"no profile {name_or_path!r} (looked for {path}); known profiles: {known}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a mapping of parameter names to values")
+    return data
+
+
+def notebook_parameters(py_path: Path) -> set[str]:
+    import jupytext
+    import papermill
+
+    nb = jupytext.read(py_path)
+    tmp = py_path.with_suffix(".inspect.ipynb")
+    try:
+        jupytext.write(nb, tmp)
+        return set(papermill.inspect_notebook(str(tmp)))
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def execute_chapters(profile: dict[str, Any], out_dir: Path, chapters: tuple[str, ...] = CHAPTERS,
+                     log=print) -> dict[str, float]:
+    """Execute each chapter with the profile's values for its declared parameters; return seconds each."""
+    import jupytext
+    import papermill
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    declared = {ch: notebook_parameters(NOTEBOOKS / f"{ch}.py") for ch in chapters}
+    unknown = set(profile) - set().union(*declared.values())
+    if unknown:
+        raise ValueError(f"profile sets {sorted(unknown)}, which no chapter declares as a parameter")
+    timings = {}
+    for ch in chapters:
+        source = out_dir / f".{ch}.src.ipynb"
+        jupytext.write(jupytext.read(NOTEBOOKS / f"{ch}.py"), source)
+        params = {k: v for k, v in profile.items() if k in declared[ch]}
+        log(f"[report] {ch}: executing with {len(params)} profile parameters")
+        start = time.perf_counter()
+        try:
+            papermill.execute_notebook(str(source), str(out_dir / f"{ch}.ipynb"), parameters=params,
+                                       kernel_name="python3", progress_bar=False, cwd=str(REPO_ROOT))
+        finally:
+            source.unlink(missing_ok=True)
+        timings[ch] = time.perf_counter() - start
+        log(f"[report] {ch}: {timings[ch]:.1f} s")
+    return timings
+
+
+def build_book(root: Path) -> Path:
+    """``jupyter-book build`` with warnings as errors; returns the HTML folder."""
+    # the CLI module has no __main__ guard, so call the console script beside this Python
+    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(root), "--path-output", str(root / "book"),
+           "-W", "-n", "--keep-going"]
+    subprocess.run(cmd, check=True)
+    return root / "book" / "_build" / "html"
+
+
+def prepare_root(root: Path) -> None:
+    if root.resolve() == REPO_ROOT.resolve():
+        return
+    for rel in BOOK_SOURCES:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO_ROOT / rel, root / rel)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="default", help="profile name in notebooks/profiles/ or a YAML path")
+    parser.add_argument("--root", default=str(REPO_ROOT), help="folder to build the book in")
+    parser.add_argument("--no-build", action="store_true", help="execute the chapters only")
+    args = parser.parse_args(argv)
+    profile = load_profile(args.profile)
+    root = Path(args.root)
+    prepare_root(root)
+    start = time.perf_counter()
+    timings = execute_chapters(profile, root / "book" / "executed")
+    executed = time.perf_counter() - start
+    if args.no_build:
+        print(f"[report] chapters executed in {executed:.0f} s under {root / 'book' / 'executed'}")
+        return
+    html = build_book(root)
+    total = time.perf_counter() - start
+    print(f"[report] profile {args.profile}: chapters {executed:.0f} s "
+          f"({', '.join(f'{k} {v:.0f}s' for k, v in timings.items())}), book {total - executed:.0f} s")
+    print(f"[report] open {html / 'index.html'}")
+
+
+if __name__ == "__main__":
+    main()
