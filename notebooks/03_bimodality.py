@@ -61,13 +61,11 @@ glue("high_mode", post_row.high_mode, display=False)
 glue("frac_high", post_row.frac_high_post, display=False)
 glue("frac_high_null", post_row.frac_high_null, display=False)
 glue("n_small", post_row.n, display=False)
-table = "\n".join(
-    f"| {r.size} | {r.n} | {r.low_mode:.2f} | {r.high_mode:.2f} | {r.frac_high_post:.1%} | {r.frac_high_null:.1%} | {r.mean:.3f} |"
-    for r in rows
+plots.table(
+    ["size", "features", "low mode", "high mode", "MCS ≥ 0.5", "above null cutoff", "mean MCS"],
+    [[r.size, r.n, f"{r.low_mode:.2f}", f"{r.high_mode:.2f}", f"{r.frac_high_post:.1%}", f"{r.frac_high_null:.1%}",
+      f"{r.mean:.3f}"] for r in rows],
 )
-print("| size | features | low mode | high mode | MCS ≥ 0.5 | above null cutoff | mean MCS |")
-print("|---|---|---|---|---|---|---|")
-print(table)
 
 # %% [markdown]
 # ```{glue:figure} fig_hist

@@ -116,11 +116,11 @@ glue("verdict", (
 by_size = analysis.emd_by_size(family, emd_sizes, large, n_random=n_random_sets, cutoff=emd_cutoff, seed=seed)
 plots.glue_figure("fig_by_size", plots.emd_by_size(by_size))
 glue("sizes_compared", ", ".join(str(r["size"]) for r in by_size), display=False)
-print("| size | features with MCS < cutoff | learned vs random | random vs random | learned vs null |")
-print("|---|---|---|---|---|")
-for r in by_size:
-    print(f"| {r['size']} | {r['n_low']} | {r['learned_vs_random']:.4f} | {r['random_vs_random']:.4f} | "
-          f"{r['learned_vs_null']:.4f} |")
+plots.table(
+    ["size", "features with MCS < cutoff", "learned vs random", "random vs random", "learned vs null"],
+    [[r["size"], r["n_low"], f"{r['learned_vs_random']:.4f}", f"{r['random_vs_random']:.4f}",
+      f"{r['learned_vs_null']:.4f}"] for r in by_size],
+)
 
 # %% [markdown]
 # ```{glue:figure} fig_by_size

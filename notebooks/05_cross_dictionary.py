@@ -51,8 +51,6 @@ for i, (base, b, c) in enumerate(triples):
     results.append(corr)
     plots.glue_figure(f"fig_scatter_{i}", plots.scatter_pair(vb, vc, f"MCS against {b}", f"MCS against {c}",
                                                 f"{base}-feature dictionary ({corr.n} features)"))
-    print(f"| {base} | {b} | {c} | {corr.n} | {corr.pearson:.3f} | {corr.spearman:.3f} | "
-          f"{corr.frac_low_low:.1%} | {corr.frac_high_high:.1%} |")
 first = results[0]
 glue("triple", f"{triples[0][0]} against {triples[0][1]} and {triples[0][2]}", display=False)
 glue("pearson", first.pearson, display=False)
@@ -65,11 +63,13 @@ second = results[-1]
 glue("triple_2", f"{triples[-1][0]} against {triples[-1][1]} and {triples[-1][2]}", display=False)
 glue("pearson_2", second.pearson, display=False)
 glue("spearman_2", second.spearman, display=False)
+plots.table(
+    ["base", "B", "C", "features", "Pearson", "Spearman", "low against both", "high against both"],
+    [[*t, r.n, f"{r.pearson:.3f}", f"{r.spearman:.3f}", f"{r.frac_low_low:.1%}", f"{r.frac_high_high:.1%}"]
+     for t, r in zip(triples, results, strict=True)],
+)
 
 # %% [markdown]
-# The table above lists, per triple: base, B, C, features, Pearson, Spearman, share low
-# against both, share high against both.
-#
 # ```{glue:figure} fig_scatter_0
 # :name: fig-cross-0
 #

@@ -57,11 +57,11 @@ glue("low_first", rows[0]["low_post"], display=False)
 glue("low_last", rows[-1]["low_post"], display=False)
 glue("frac_null_first", rows[0]["frac_high_null"], display=False)
 glue("frac_null_last", rows[-1]["frac_high_null"], display=False)
-print("| size | high (0.5) | low (0.5) | high share (0.5) | high (null) | low (null) | high share (null) |")
-print("|---|---|---|---|---|---|---|")
-for r in rows:
-    print(f"| {r['size']} | {r['high_post']} | {r['low_post']} | {r['frac_high_post']:.1%} | "
-          f"{r['high_null']} | {r['low_null']} | {r['frac_high_null']:.1%} |")
+plots.table(
+    ["size", "high (0.5)", "low (0.5)", "high share (0.5)", "high (null)", "low (null)", "high share (null)"],
+    [[r["size"], r["high_post"], r["low_post"], f"{r['frac_high_post']:.1%}", r["high_null"], r["low_null"],
+      f"{r['frac_high_null']:.1%}"] for r in rows],
+)
 
 # %% [markdown]
 # ```{glue:figure} fig_split

@@ -125,3 +125,12 @@ def glue_figure(name: str, fig: plt.Figure) -> None:
 
     glue(name, fig, display=False)
     plt.close(fig)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]):
+    """A Markdown table, rendered by Jupyter and by the book."""
+    from IPython.display import Markdown
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return Markdown("\n".join(lines))

@@ -1,0 +1,69 @@
+"""Build the whole book for the smoke profile and check what a reader would see.
+
+The executed notebooks stay in .cache/smoke-book/book/executed for the nbval pass
+that `make test` runs next.
+"""
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from sae_core import report
+
+ROOT = report.REPO_ROOT / ".cache" / "smoke-book"
+FIGURES = {  # glued figures per chapter
+    "01_introduction": 1, "02_methods": 1, "03_bimodality": 3, "04_random_nulls": 3,
+    "05_cross_dictionary": 2, "06_feature_splitting": 1, "07_conclusions": 0,
+}
+
+
+@pytest.fixture(scope="session")
+def smoke_book() -> Path:
+    shutil.rmtree(ROOT / "book", ignore_errors=True)
+    report.main(["--profile", "smoke", "--root", str(ROOT)])
+    return ROOT / "book" / "_build" / "html"
+
+
+def test_every_chapter_page_exists_with_its_figures(smoke_book):
+    assert set(FIGURES) == set(report.CHAPTERS)
+    for chapter, n_figures in FIGURES.items():
+        page = smoke_book / "book" / "executed" / f"{chapter}.html"
+        assert page.is_file(), f"missing page {page}"
+        html = page.read_text()
+        images = re.findall(r'<img[^>]+src="([^"]+\.png)"', html)
+        assert len(images) >= n_figures, f"{chapter}: {len(images)} figures, expected {n_figures}"
+        for src in images:
+            assert (page.parent / src).resolve().is_file(), f"{chapter}: image {src} is missing"
+        assert "<Figure size" not in html, f"{chapter}: a figure was pasted as text, not as an image"
+        assert "Traceback" not in html and "output traceback" not in html, f"{chapter}: error output on the page"
+    assert (smoke_book / "book" / "references.html").is_file()
+    assert "Sharkey" in (smoke_book / "book" / "references.html").read_text()
+
+
+def test_no_error_outputs_and_no_unresolved_glue(smoke_book):
+    executed = ROOT / "book" / "executed"
+    for chapter in report.CHAPTERS:
+        nb = json.loads((executed / f"{chapter}.ipynb").read_text())
+        for cell in nb["cells"]:
+            for out in cell.get("outputs", []):
+                assert out["output_type"] != "error", f"{chapter}: {out.get('ename')}: {out.get('evalue')}"
+        page = (smoke_book / "book" / "executed" / f"{chapter}.html").read_text()
+        assert "glue:" not in page and "{glue" not in page, f"{chapter}: unresolved glue role on the page"
+
+
+def test_prose_numbers_come_from_the_run(smoke_book):
+    """A glued number in the prose equals the value the notebook computed."""
+    nb = json.loads((ROOT / "book" / "executed" / "03_bimodality.ipynb").read_text())
+    glued = {}
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            meta = out.get("metadata", {}).get("scrapbook", {})
+            if meta:
+                text = out["data"][meta["mime_prefix"] + "text/plain"]
+                glued[meta["name"]] = "".join(text) if isinstance(text, list) else text
+    frac = float(glued["frac_high"])
+    page = (smoke_book / "book" / "executed" / "03_bimodality.html").read_text()
+    assert f"{frac:.1%}" in page
