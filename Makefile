@@ -26,7 +26,7 @@ book: $(STAMP)
 	$(BIN)/python -m sae_core.report --profile $(PROFILE)
 
 test: $(STAMP)
-	$(BIN)/python -m ruff check sae_core tests
+	$(BIN)/python -m ruff check sae_core tests notebooks
 	$(BIN)/python -m pytest tests
 	$(BIN)/python -m pytest --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg .cache/smoke-book/book/executed
 
@@ -34,7 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python -m sae_core.bench
 
 lint: $(STAMP)
-	$(BIN)/python -m ruff check sae_core tests
+	$(BIN)/python -m ruff check sae_core tests notebooks
 
 clean:
 	rm -rf book/_build book/executed .cache

@@ -49,3 +49,26 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def optimizer_tensors(opt, prefix: str) -> tuple[dict, list]:
+    """An optimizer's state as flat tensors ``{prefix}.{param_idx}.{slot}`` plus its param_groups."""
+    import torch
+
+    state = opt.state_dict()
+    tensors = {
+        f"{prefix}.{idx}.{slot}": torch.as_tensor(value).detach().cpu().contiguous()
+        for idx, slots in state["state"].items()
+        for slot, value in slots.items()
+    }
+    return tensors, state["param_groups"]
+
+
+def load_optimizer_tensors(opt, tensors: dict, param_groups: list, prefix: str, device) -> None:
+    """Inverse of :func:`optimizer_tensors` (Adam's ``step`` counters stay on the CPU)."""
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith(prefix + "."):
+            idx, slot = key[len(prefix) + 1 :].split(".", 1)
+            state.setdefault(int(idx), {})[slot] = value if slot == "step" else value.to(device)
+    opt.load_state_dict({"state": state, "param_groups": param_groups})

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from sae_core import __version__
-from sae_core.io import atomic_dir, write_json_atomic
+from sae_core.io import atomic_dir, load_optimizer_tensors, optimizer_tensors, write_json_atomic
 from sae_core.sae import SAEConfig, SparseAutoencoder
 
 CHECKPOINT_DIR = "checkpoint"
@@ -135,11 +135,8 @@ def _save_checkpoint(path: Path, members: dict[int, _Member], step: int, history
         for name, t in m.sae.state_dict().items():
             tensors[f"{size}.model.{name}"] = t.detach().cpu().contiguous()
         tensors[f"{size}.steps_since_fired"] = m.steps_since_fired.cpu()
-        state = m.opt.state_dict()
-        meta["param_groups"][str(size)] = state["param_groups"]
-        for idx, slots in state["state"].items():
-            for slot, value in slots.items():
-                tensors[f"{size}.opt.{idx}.{slot}"] = torch.as_tensor(value).detach().cpu().contiguous()
+        opt_tensors, meta["param_groups"][str(size)] = optimizer_tensors(m.opt, f"{size}.opt")
+        tensors.update(opt_tensors)
     with atomic_dir(path) as tmp:
         save_file(tensors, tmp / "state.safetensors")
         (tmp / "meta.json").write_text(json.dumps(meta))
@@ -155,13 +152,7 @@ def _load_checkpoint(path: Path, members: dict[int, _Member], device: torch.devi
         prefix = f"{size}.model."
         m.sae.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
         m.steps_since_fired = tensors[f"{size}.steps_since_fired"].to(device)
-        state: dict[int, dict[str, torch.Tensor]] = {}
-        prefix = f"{size}.opt."
-        for key, value in tensors.items():
-            if key.startswith(prefix):
-                idx, slot = key[len(prefix):].split(".", 1)
-                state.setdefault(int(idx), {})[slot] = value if slot == "step" else value.to(device)
-        m.opt.load_state_dict({"state": state, "param_groups": meta["param_groups"][str(size)]})
+        load_optimizer_tensors(m.opt, tensors, meta["param_groups"][str(size)], f"{size}.opt", device)
     return meta["step"], meta["history"]
 
 

@@ -1,0 +1,224 @@
+"""Language-model activations for the report: corpus -> (GPT) -> nnsight -> store -> source.
+
+``lm_source(params)`` is what :func:`sae_core.pipeline.build_source` calls for
+``source = "lm"``. Every stage is cached under ``<cache>/`` by a hash of the settings
+that shape it: the replication GPT under ``gpt/``, extracted activations under
+``activations/``. Extract once; the whole family trains from the store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from sae_core import lm as lm_sites
+from sae_core.store import ActivationStore, StoreSource, StoreWriter
+
+REPLICATION_GPT = "replication-gpt"
+
+
+@dataclass(frozen=True)
+class LMSourceConfig:
+    model: str = REPLICATION_GPT  # "replication-gpt" (trained here), a hub id, or a local HF folder
+    corpus: str = "Skylion007/openwebtext"  # local .txt file or folder, or a HF dataset id (needs network)
+    text_field: str = "text"  # column of a HF dataset that holds the text
+    site: str = "blocks.2.mlp.hook_post"  # TransformerLens hook name, or a module path
+    context: int = 128  # tokens per row
+    batch_size: int = 32  # rows per forward pass
+    tokens: int = 1_000_000  # activations to extract (after masking)
+    skip_first: bool = True  # drop each row's first token (attention-sink outliers)
+    max_documents: int = 200_000  # documents read from the corpus (GPT + tokenizer training)
+    gpt_steps: int = 3000  # replication GPT: optimizer steps
+    gpt_batch_size: int = 64
+    vocab_size: int = 4096
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("context", "batch_size", "tokens", "max_documents", "gpt_steps", "gpt_batch_size", "vocab_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"LMSourceConfig.{name} must be positive")
+
+
+def _key(data: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _looks_like_path(corpus: str) -> bool:
+    return corpus.startswith((".", "/", "~")) or corpus.endswith((".txt", ".md")) or Path(corpus).exists()
+
+
+def iter_documents(corpus: str, text_field: str = "text", limit: int | None = None) -> Iterator[str]:
+    """Non-empty documents of a local text file (one per line), a folder of .txt files,
+    or a Hugging Face dataset streamed from the hub."""
+    count = 0
+    if _looks_like_path(corpus):
+        path = Path(corpus).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"corpus file or folder {path} does not exist")
+        files = sorted(path.glob("**/*.txt")) if path.is_dir() else [path]
+        if not files:
+            raise FileNotFoundError(f"corpus folder {path} holds no .txt files")
+        for file in files:
+            with open(file, encoding="utf-8") as fh:
+                for line in fh:
+                    line = line.strip()
+                    if line:
+                        yield line
+                        count += 1
+                        if limit is not None and count >= limit:
+                            return
+        return
+    try:
+        import datasets
+
+        stream = datasets.load_dataset(corpus, split="train", streaming=True)
+        for row in stream:
+            text = row[text_field].strip()
+            if text:
+                yield text
+                count += 1
+                if limit is not None and count >= limit:
+                    return
+    except (ConnectionError, OSError, ValueError) as err:
+        raise ConnectionError(
+            f"could not stream the dataset {corpus!r} from the Hugging Face hub ({type(err).__name__}: {err}). "
+            "This needs a network connection; offline, pass a local text file or folder as the corpus."
+        ) from err
+
+
+def token_batches(tokenizer, documents: Iterator[str], context: int, batch_size: int
+                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Rows of at most ``context`` tokens (long documents are cut into several), right-padded
+    per batch; yields (input_ids [B, T], attention_mask [B, T])."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    rows: list[list[int]] = []
+    for doc in documents:
+        ids = tokenizer(doc)["input_ids"]
+        rows.extend(ids[i : i + context] for i in range(0, len(ids), context))
+        while len(rows) >= batch_size:
+            yield _pad(rows[:batch_size], pad)
+            rows = rows[batch_size:]
+    if rows:
+        yield _pad(rows, pad)
+
+
+def _pad(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
+def extract_activations(lm, site: lm_sites.Site, batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+                        store_path: Path, meta: dict[str, Any], tokens: int, skip_first: bool,
+                        device: torch.device, progress: bool = True,
+                        on_batch: Callable[[int], None] | None = None) -> ActivationStore:
+    """Run ``lm`` over ``batches`` and store the site's activations at real tokens.
+
+    Resumes an interrupted ``.partial`` store: batches already stored are skipped (the
+    batch order is deterministic). ``on_batch(i)`` runs after batch ``i`` (tests use it).
+    """
+    writer: StoreWriter | None = None
+    bar = tqdm(total=tokens, disable=not progress, desc=f"extract {site.name}", unit="tok")
+    for i, (ids, mask) in enumerate(batches):
+        if writer is not None and i < writer.cursor:
+            continue
+        acts = lm_sites.read_site(lm, site, ids.to(device), mask.to(device))
+        keep = lm_sites.token_mask(mask, skip_first).to(acts.device)
+        rows = acts[keep].float().cpu()  # [n_kept, d]
+        if writer is None:
+            writer = StoreWriter(store_path, rows.shape[1], meta)
+            bar.update(writer.rows)
+            if i < writer.cursor:
+                continue
+        rows = rows[: tokens - writer.rows]
+        writer.add(rows, cursor=i + 1)
+        bar.update(len(rows))
+        if on_batch is not None:
+            on_batch(i)
+        if writer.rows >= tokens:
+            break
+    bar.close()
+    if writer is None:
+        raise ValueError("the corpus produced no batches: nothing to extract")
+    return ActivationStore(writer.close())
+
+
+def _resolve_device(device: str) -> torch.device:
+    return torch.device("cuda" if device == "auto" and torch.cuda.is_available()
+                        else ("cpu" if device == "auto" else device))
+
+
+def _gpt_dir(cfg: LMSourceConfig, cache: Path) -> tuple[Path, dict[str, Any]]:
+    from sae_core.gpt import GPTConfig, GPTTrainConfig
+
+    settings = {"corpus": cfg.corpus, "text_field": cfg.text_field, "max_documents": cfg.max_documents,
+                "gpt": dataclasses.asdict(GPTConfig(context=cfg.context, vocab_size=cfg.vocab_size)),
+                "train": dataclasses.asdict(GPTTrainConfig(steps=cfg.gpt_steps, batch_size=cfg.gpt_batch_size,
+                                                           seed=cfg.seed))}
+    settings["train"].pop("progress")
+    settings["train"].pop("device")
+    return cache / "gpt" / _key(settings), settings
+
+
+def replication_gpt(cfg: LMSourceConfig, cache: Path, progress: bool = True):
+    """Train (or load) the replication GPT for ``cfg``; returns (model, tokenizer, report, key)."""
+    from sae_core.gpt import GPTConfig, GPTTrainConfig, load_gpt, train_gpt
+
+    folder, _ = _gpt_dir(cfg, cache)
+    if not (folder / "report.json").is_file():
+        docs = iter_documents(cfg.corpus, cfg.text_field, limit=cfg.max_documents)
+        train_gpt(docs, folder, GPTConfig(context=cfg.context, vocab_size=cfg.vocab_size),
+                  GPTTrainConfig(steps=cfg.gpt_steps, batch_size=cfg.gpt_batch_size, seed=cfg.seed,
+                                 device=cfg.device, progress=progress))
+    model, tokenizer = load_gpt(folder)
+    return model, tokenizer, json.loads((folder / "report.json").read_text()), folder.name
+
+
+def lm_source(params: dict[str, Any], progress: bool = True) -> StoreSource:
+    """The training source for ``params['lm']``: activations extracted once, then streamed."""
+    from sae_core.pipeline import cache_root
+
+    cfg = LMSourceConfig(**params["lm"])
+    cache = cache_root()
+    device = _resolve_device(cfg.device)
+    if cfg.model == REPLICATION_GPT:
+        model, tokenizer, report, model_id = replication_gpt(cfg, cache, progress)
+        model_desc = {"model": REPLICATION_GPT, "model_id": model_id, "gpt_val_loss": report["val_loss"],
+                      "gpt_train_tokens": report["train_tokens"]}
+    else:
+        model, tokenizer, model_desc = None, None, {"model": cfg.model, "model_id": cfg.model}
+    site_match = lm_sites._SITE_RE.match(cfg.site)
+    meta = {
+        "source": "lm", **model_desc, "site": cfg.site,
+        "hook_name": cfg.site if site_match else None,
+        "layer": int(site_match.group(1)) if site_match else None,
+        "corpus": cfg.corpus, "context": cfg.context, "tokens": cfg.tokens, "skip_first": cfg.skip_first,
+        "max_documents": cfg.max_documents,
+    }
+    path = cache / "activations" / _key(meta)
+    if not (path / "meta.json").is_file():
+        if model is None:
+            lm = lm_sites.load_language_model(cfg.model, device=str(device))
+            tokenizer = lm.tokenizer
+            if tokenizer.pad_token_id is None:
+                tokenizer.pad_token = tokenizer.eos_token
+        else:
+            lm = lm_sites.wrap(model.to(device), tokenizer)
+        site = lm_sites.resolve_site(lm._model if hasattr(lm, "_model") else lm._module, cfg.site)
+        docs = iter_documents(cfg.corpus, cfg.text_field, limit=cfg.max_documents)
+        batches = token_batches(tokenizer, docs, cfg.context, cfg.batch_size)
+        extract_activations(lm, site, batches, path, meta, cfg.tokens, cfg.skip_first, device, progress)
+    return StoreSource(ActivationStore(path), seed=params.get("seed", 0))
