@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh Linux machine with Python 3.11:
-#   make book   [PROFILE=default|smoke|replication|pythia]   -> HTML under book/_build/html
+#   make book   [PROFILE=default|smoke|replication|pythia] [SET="k=v ..."]  -> HTML under book/_build/html
 #   make test                                                -> the whole test suite
 PYTHON ?= python3
 VENV := .venv
@@ -23,7 +23,7 @@ $(STAMP): requirements.txt
 setup: $(STAMP)
 
 book: $(STAMP)
-	$(BIN)/python -m sae_core.report --profile $(PROFILE)
+	$(BIN)/python -m sae_core.report --profile $(PROFILE) $(foreach o,$(SET),--set $(o))
 
 test: $(STAMP)
 	$(BIN)/python -m ruff check sae_core tests notebooks

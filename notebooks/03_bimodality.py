@@ -33,6 +33,7 @@ small_size = 1024  # the post's pair: 1024 against 8192 (falls back to the large
 large_size = 8192
 null_quantile = 0.99  # the null cutoff is this quantile of the analytic MCS null
 true_cos_threshold = 0.9  # a learned feature "is" a true feature above this cosine (synthetic source)
+layers = []  # language-model source: also compare small vs large at these layers (the same site kind)
 
 # %%
 import numpy as np
@@ -81,6 +82,30 @@ plots.table(
 # {glue:text}`high_mode:.2f`; {glue:text}`frac_high:.1%` of the features have MCS ≥ 0.5,
 # and {glue:text}`frac_high_null:.1%` lie above the null cutoff {glue:text}`null_cut:.3f`.
 # The table above gives the same numbers for every size.
+#
+# ## Across layers
+#
+# With a language-model source and a list of `layers`, the same pair of sizes is trained
+# at the same site of every listed layer (e.g. the MLP output of each of Pythia-70m's six
+# layers); otherwise this shows the family above.
+
+# %% tags=["nbval-ignore-output"]
+by_layer = analysis.per_layer_mcs(family, layers, small, large)
+
+# %%
+plots.glue_figure("fig_layers", plots.mcs_histograms(by_layer, large, family.d_in))
+glue("layer_names", ", ".join(by_layer), display=False)
+plots.table(["layer", "features", "MCS ≥ 0.5", "low mode", "high mode"],
+            [[name, len(v), f"{stats.split_high_low(v).frac_high:.1%}",
+              *(f"{m:.2f}" for m in stats.histogram_modes(v))] for name, v in by_layer.items()])
+
+# %% [markdown]
+# ```{glue:figure} fig_layers
+# :name: fig-layers
+#
+# MCS of the {glue:text}`small`-feature dictionary against the {glue:text}`large`-feature one,
+# trained on the same site at each of: {glue:text}`layer_names`; analytic null in red.
+# ```
 #
 # ## Max MCS against one-to-one MCS
 #

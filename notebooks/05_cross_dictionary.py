@@ -45,12 +45,13 @@ family = pipeline.ensure_family(pipeline.family_params(globals()))
 triples = [t for t in cross_triples if all(s in family.saes for s in t)]
 if not triples:
     raise ValueError(f"none of the triples {cross_triples} is in the family {family.sizes}")
-results = []
-for i, (base, b, c) in enumerate(triples):
-    corr, vb, vc = analysis.cross_correlation(family, base, b, c)
-    results.append(corr)
+results = [analysis.cross_correlation(family, *t) for t in triples]
+# the first and the last triple are drawn (the same one twice if only one fits the family)
+for i, ((base, b, c), (corr, vb, vc)) in enumerate(zip([triples[0], triples[-1]], [results[0], results[-1]],
+                                                       strict=True)):
     plots.glue_figure(f"fig_scatter_{i}", plots.scatter_pair(vb, vc, f"MCS against {b}", f"MCS against {c}",
-                                                f"{base}-feature dictionary ({corr.n} features)"))
+                                                             f"{base}-feature dictionary ({corr.n} features)"))
+results = [r[0] for r in results]
 first = results[0]
 glue("triple", f"{triples[0][0]} against {triples[0][1]} and {triples[0][2]}", display=False)
 glue("pearson", first.pearson, display=False)

@@ -182,3 +182,27 @@ def null_density_curve(k: int, m: int, n_points: int = 400) -> tuple[np.ndarray,
     lo, hi = nulls.mcs_null_quantile([1e-6, 1 - 1e-9], k, m)
     x = np.linspace(lo, hi, n_points)
     return x, nulls.mcs_null_pdf(x, k, m)
+
+
+def per_layer_mcs(family: Family, layers: list[int], small: int, large: int,
+                  progress: bool = True) -> dict[str, np.ndarray]:
+    """MCS of ``small`` against ``large`` for the same settings at each layer in ``layers``.
+
+    Only a language-model source has layers: its site's block index is replaced by each
+    layer and that family is trained (or loaded from the cache). Other sources, or an
+    empty ``layers``, give this family's own comparison.
+    """
+    from sae_core.lm import _SITE_RE
+    from sae_core.pipeline import ensure_family
+
+    site = family.params.get("lm", {}).get("site", "")
+    match = _SITE_RE.match(site) if family.params["source"] == "lm" else None
+    if not layers or match is None:
+        label = f"layer {match.group(1)}" if match else family.params["source"]
+        return {label: mcs_values(family, small, large)}
+    out = {}
+    for layer in layers:
+        params = {**family.params, "lm": {**family.params["lm"], "site": f"blocks.{layer}.{match.group(2)}"}}
+        other = family if params == family.params else ensure_family(params, progress=progress)
+        out[f"layer {layer}"] = mcs_values(other, small, large)
+    return out

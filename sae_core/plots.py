@@ -32,8 +32,8 @@ def training_curves(history: list[dict[str, float]]) -> plt.Figure:
     return fig
 
 
-def mcs_histograms(values: Mapping[int, np.ndarray], against: int, d: int) -> plt.Figure:
-    """One panel per smaller dictionary: its MCS against ``against``, with the analytic null."""
+def mcs_histograms(values: Mapping[int | str, np.ndarray], against: int, d: int) -> plt.Figure:
+    """One panel per entry (a smaller size, or a layer): its MCS against ``against``, with the analytic null."""
     n = len(values)
     cols = min(n, 3)
     rows = int(np.ceil(n / cols))
@@ -42,7 +42,8 @@ def mcs_histograms(values: Mapping[int, np.ndarray], against: int, d: int) -> pl
     for ax, (size, v) in zip(axes.flat, values.items(), strict=False):
         ax.hist(v, bins=BINS, density=True, color="C0", alpha=0.8, label="learned")
         ax.plot(x, pdf, color="C3", lw=1.5, label=f"null K={d}, M={against}")
-        ax.set_title(f"{size} vs {against} ({len(v)} features)")
+        ax.set_title(f"{size} vs {against} ({len(v)} features)" if isinstance(size, int)
+                     else f"{size} ({len(v)} features vs {against})")
         ax.set_xlabel("max cosine similarity")
     for ax in axes.flat[n:]:
         ax.axis("off")

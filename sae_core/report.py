@@ -46,6 +46,22 @@ def load_profile(name_or_path: str) -> dict[str, Any]:
     return data
 
 
+def apply_overrides(profile: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs (VALUE parsed as YAML) over a profile; ``lm.corpus=...`` sets a nested key."""
+    profile = {k: (dict(v) if isinstance(v, dict) else v) for k, v in profile.items()}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {item!r} is not KEY=VALUE")
+        value = yaml.safe_load(raw)
+        head, _, tail = key.partition(".")
+        if tail:
+            profile[head] = {**(profile.get(head) or {}), tail: value}
+        else:
+            profile[head] = value
+    return profile
+
+
 def notebook_parameters(py_path: Path) -> set[str]:
     import jupytext
     import papermill
@@ -108,9 +124,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="default", help="profile name in notebooks/profiles/ or a YAML path")
     parser.add_argument("--root", default=str(REPO_ROOT), help="folder to build the book in")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a profile value, e.g. --set n_steps=8000 --set lm.corpus=data.txt")
     parser.add_argument("--no-build", action="store_true", help="execute the chapters only")
     args = parser.parse_args(argv)
-    profile = load_profile(args.profile)
+    profile = apply_overrides(load_profile(args.profile), args.set)
     root = Path(args.root)
     prepare_root(root)
     start = time.perf_counter()

@@ -85,7 +85,8 @@ def max_cosine_similarity(
     ``values[i] = max_j cos(a_i, b_j)`` and ``indices[i]`` the argmax (lowest index on
     ties). With ``exclude_self`` (``a`` and ``b`` the same dictionary) the diagonal
     ``j = i`` is skipped: each feature's nearest *other* feature. The cosine matrix is
-    built tile by tile, each tile at most ``memory_budget_bytes``.
+    built tile by tile, each tile at most ``memory_budget_bytes``; beyond that the call
+    holds unit-normalised copies of A and B ((N + M) * d values).
     """
     a = normalize_rows(a, "dictionary A")
     b = normalize_rows(b, "dictionary B")
@@ -117,6 +118,7 @@ def max_cosine_similarity(
             better = tile_best > best  # strict: earlier tiles win ties, so the lowest index is kept
             best = torch.where(better, tile_best, best)
             best_idx = torch.where(better, tile_idx + j, best_idx)
+            del cos  # free this tile before the next one is allocated: one tile alive at a time
         values[i : i + row_tile] = best
         indices[i : i + row_tile] = best_idx
     return MCSResult(values.cpu(), indices.cpu())

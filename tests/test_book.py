@@ -15,7 +15,7 @@ from sae_core import report
 
 ROOT = report.REPO_ROOT / ".cache" / "smoke-book"
 FIGURES = {  # glued figures per chapter
-    "01_introduction": 1, "02_methods": 1, "03_bimodality": 3, "04_random_nulls": 3,
+    "01_introduction": 1, "02_methods": 1, "03_bimodality": 4, "04_random_nulls": 3,
     "05_cross_dictionary": 2, "06_feature_splitting": 1, "07_conclusions": 0,
 }
 
