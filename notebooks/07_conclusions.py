@@ -52,12 +52,14 @@ glue("pair", f"{small} vs {large}", display=False)
 glue("low_mode", shape.low_mode, display=False)
 glue("high_mode", shape.high_mode, display=False)
 glue("valley_ratio", shape.valley / min(shape.low_peak, shape.high_peak), display=False)
+glue("low_mass", shape.low_mass, display=False)
 glue("bimodal_verdict", "Reproduced" if shape.bimodal else "Not reproduced", display=False)
 near_03 = abs(shape.low_mode - 0.3) <= 0.1
 glue("low_mode_verdict", "near 0.3, as in the post" if near_03 else "not near 0.3, unlike the post", display=False)
 glue("null_verdict", "Reproduced" if cmp.indistinguishable else "Not reproduced", display=False)
-glue("emd_null", cmp.emd_to_null.estimate, display=False)
-glue("emd_null_low", cmp.emd_to_null.low, display=False)
+glue("emd_null", cmp.emd_to_null.estimate if cmp.emd_to_null else float("nan"), display=False)
+glue("emd_null_low", cmp.emd_to_null.low if cmp.emd_to_null else float("nan"), display=False)
+glue("null_detail", cmp.verdict, display=False)
 glue("emd_random_max", max(cmp.random_to_null), display=False)
 trend = split_rows[-1]["frac_high_post"] - split_rows[0]["frac_high_post"]
 glue("split_trend", "rises" if trend > 0 else "falls", display=False)
@@ -78,11 +80,13 @@ else:
 # 1. **The MCS distribution is bimodal** — {glue:text}`bimodal_verdict`. For
 #    {glue:text}`pair`, the modes are at {glue:text}`low_mode:.2f` and
 #    {glue:text}`high_mode:.2f`, and the density between them drops to
-#    {glue:text}`valley_ratio:.2f` of the smaller peak (bimodal means below 0.5). The low mode is
+#    {glue:text}`valley_ratio:.2f` of the smaller peak; {glue:text}`low_mass:.1%` of the features lie
+#    below 0.5 (bimodal means a valley below 0.5 of the smaller peak and at least 5% on each side). The low mode is
 #    {glue:text}`low_mode_verdict`.
-# 2. **The low mode is what random dictionaries give** — {glue:text}`null_verdict`. The learned
-#    low part is {glue:text}`emd_null:.4f` from the analytic null (bootstrap lower end
-#    {glue:text}`emd_null_low:.4f`), random dictionaries at most {glue:text}`emd_random_max:.4f`.
+# 2. **The low mode is what random dictionaries give** — {glue:text}`null_verdict`: the low mode is
+#    {glue:text}`null_detail`. The learned low part is {glue:text}`emd_null:.4f` from the analytic
+#    null (bootstrap lower end {glue:text}`emd_null_low:.4f`; nan when there is no low part), random
+#    dictionaries at most {glue:text}`emd_random_max:.4f`.
 # 3. **A feature's MCS is a property of the feature**: across two larger dictionaries the MCS
 #    values correlate with Pearson {glue:text}`05_cross_dictionary.ipynb::pearson:.2f` and
 #    Spearman {glue:text}`05_cross_dictionary.ipynb::spearman:.2f` ({glue:text}`05_cross_dictionary.ipynb::triple:s`).

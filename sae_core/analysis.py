@@ -107,31 +107,56 @@ def random_sets(n: int, m: int, d: int, n_sets: int, seed: int = 0) -> dict[str,
 @dataclass
 class NullComparison:
     names: list[str]
-    distances: np.ndarray  # W1 among named sets, each restricted to MCS < cutoff
+    distances: np.ndarray  # W1 among named sets, each restricted to MCS < cutoff (NaN: nothing below it)
     samples: dict[str, np.ndarray]
     learned_low: np.ndarray
-    emd_to_null: stats.BootstrapCI  # learned low part vs the analytic null
+    emd_to_null: stats.BootstrapCI | None  # learned low part vs the analytic null (None: no low part)
     random_to_null: list[float]  # each random set vs the analytic null (chance's own spread)
     indistinguishable: bool
+    verdict: str
+
+
+MIN_LOW_FEATURES = 10  # fewer learned features below the cutoff than this: no low mode to compare
+
+
+def _below(values: np.ndarray, cutoff: float) -> np.ndarray:
+    return values[values < cutoff]
 
 
 def null_comparison(family: Family, size: int, against: int, n_random: int = 4, alt_factor: int = 2,
                     cutoff: float = stats.POST_CUTOFF, n_boot: int = 200, seed: int = 0) -> NullComparison:
-    """The post's Figures 4-7: the learned low-MCS part against random dictionaries of the same shape."""
+    """The post's Figures 4-7: the learned low-MCS part against random dictionaries of the same shape.
+
+    With fewer than ``MIN_LOW_FEATURES`` learned features below ``cutoff`` there is no low
+    mode: its distances are NaN and the verdict says so.
+    """
     d = family.d_in
     learned = mcs_values(family, size, against)
     samples = {"learned": learned, **random_sets(size, against, d, n_random, seed=seed + 1000)}
     alt = random_sets(size, alt_factor * against, d, 1, seed=seed + 5000)["random 1"]
     samples[f"alt params ({size} vs {alt_factor * against})"] = alt
-    names, dist = stats.distance_matrix(samples, cutoff=cutoff)
-    learned_low = stats.restrict_below(learned, cutoff)
+    names = list(samples)
+    low = {n: _below(v, cutoff) for n, v in samples.items()}
+    dist = np.full((len(names), len(names)), np.nan)
+    for i, a in enumerate(names):
+        for j, b in enumerate(names):
+            if len(low[a]) >= MIN_LOW_FEATURES and len(low[b]) >= MIN_LOW_FEATURES:
+                dist[i, j] = 0.0 if i == j else stats.wasserstein1(low[a], low[b])
+    learned_low = low["learned"]
+    random_to_null = [stats.wasserstein1_to_null(low[f"random {r + 1}"], d, against) for r in range(n_random)]
+    if len(learned_low) < MIN_LOW_FEATURES:
+        return NullComparison(names, dist, samples, learned_low, None, random_to_null, False,
+                              f"absent: only {len(learned_low)} of {len(learned)} features have MCS below "
+                              f"{cutoff}, so there is no low mode to compare with chance")
     boot = stats.bootstrap_wasserstein(learned_low, k=d, m=against, n_boot=n_boot, seed=seed)
-    random_to_null = [stats.wasserstein1_to_null(stats.restrict_below(samples[f"random {r + 1}"], cutoff), d, against)
-                      for r in range(n_random)]
     # Indistinguishable from chance: the learned distance's interval reaches down to the
     # distances that random dictionaries of the same shape have from the same null.
     indistinguishable = boot.low <= max(random_to_null)
-    return NullComparison(names, dist, samples, learned_low, boot, random_to_null, indistinguishable)
+    verdict = ("indistinguishable from chance at this sample size: its interval reaches the distances of random "
+               "dictionaries" if indistinguishable else
+               "distinguishable from chance: even the lower end of its interval is above the distance of every "
+               "random dictionary of the same shape")
+    return NullComparison(names, dist, samples, learned_low, boot, random_to_null, indistinguishable, verdict)
 
 
 def emd_by_size(family: Family, sizes: list[int], against: int, n_random: int = 4,
@@ -141,18 +166,19 @@ def emd_by_size(family: Family, sizes: list[int], against: int, n_random: int = 
     for size in sizes:
         if size not in family.saes or size >= against:
             continue
-        learned = stats.restrict_below(mcs_values(family, size, against), cutoff)
-        rand = [stats.restrict_below(v, cutoff)
-                for v in random_sets(size, against, family.d_in, n_random, seed=seed + size).values()]
-        learned_vs_random = [stats.wasserstein1(learned, r) for r in rand]
+        learned = _below(mcs_values(family, size, against), cutoff)
+        rand = [_below(v, cutoff) for v in random_sets(size, against, family.d_in, n_random, seed=seed + size).values()]
+        has_low = len(learned) >= MIN_LOW_FEATURES  # else NaN: no low part to measure
         random_vs_random = [stats.wasserstein1(rand[i], rand[j])
                             for i in range(n_random) for j in range(i + 1, n_random)]
         rows.append({
             "size": size,
             "n_low": int(learned.size),
-            "learned_vs_random": float(np.mean(learned_vs_random)),
+            "learned_vs_random": float(np.mean([stats.wasserstein1(learned, r) for r in rand])) if has_low
+            else float("nan"),
             "random_vs_random": float(np.mean(random_vs_random)) if random_vs_random else float("nan"),
-            "learned_vs_null": stats.wasserstein1_to_null(learned, family.d_in, against),
+            "learned_vs_null": stats.wasserstein1_to_null(learned, family.d_in, against) if has_low
+            else float("nan"),
         })
     return rows
 

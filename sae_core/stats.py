@@ -184,18 +184,23 @@ class Bimodality:
     low_peak: float  # histogram density at each mode
     high_peak: float
     valley: float  # lowest density between the modes
+    low_mass: float  # share of values below ``split``
     bimodal: bool
 
 
-def bimodality(values, bins: int = 50, split: float = POST_CUTOFF, dip: float = 0.5) -> Bimodality:
-    """Two modes on either side of ``split`` with a valley below ``dip`` times the smaller peak."""
+def bimodality(values, bins: int = 50, split: float = POST_CUTOFF, dip: float = 0.5,
+               min_mass: float = 0.05) -> Bimodality:
+    """Bimodal: at least ``min_mass`` of the values on each side of ``split``, and between the
+    two modes a valley below ``dip`` times the smaller peak."""
     arr = _sample(values)
+    low_mass = float(np.mean(arr < split))
     density, edges = np.histogram(arr, bins=bins, range=(0.0, 1.0), density=True)
     centers = (edges[:-1] + edges[1:]) / 2
     low_mode, high_mode = histogram_modes(arr, bins=bins, split=split)
     if np.isnan(low_mode) or np.isnan(high_mode):
-        return Bimodality(low_mode, high_mode, float("nan"), float("nan"), float("nan"), False)
+        return Bimodality(low_mode, high_mode, float("nan"), float("nan"), float("nan"), low_mass, False)
     i, j = int(np.argmin(np.abs(centers - low_mode))), int(np.argmin(np.abs(centers - high_mode)))
     valley = float(density[i : j + 1].min())
     low_peak, high_peak = float(density[i]), float(density[j])
-    return Bimodality(low_mode, high_mode, low_peak, high_peak, valley, valley < dip * min(low_peak, high_peak))
+    bimodal = min(low_mass, 1 - low_mass) >= min_mass and valley < dip * min(low_peak, high_peak)
+    return Bimodality(low_mode, high_mode, low_peak, high_peak, valley, low_mass, bimodal)

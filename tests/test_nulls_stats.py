@@ -8,6 +8,7 @@ from scipy.stats import wasserstein_distance
 from sae_core import nulls
 from sae_core.similarity import sampled_null_mcs
 from sae_core.stats import (
+    bimodality,
     bootstrap_wasserstein,
     cross_dictionary_correlation,
     distance_matrix,
@@ -152,3 +153,13 @@ def test_histogram_modes():
     low, high = histogram_modes(np.clip(values, 0, 1))
     assert low == pytest.approx(0.3, abs=0.02) and high == pytest.approx(0.95, abs=0.02)
     assert np.isnan(histogram_modes([0.1, 0.2])[1])
+
+
+def test_bimodality_needs_two_real_modes():
+    rng = np.random.default_rng(8)
+    two = np.clip(np.concatenate([rng.normal(0.3, 0.03, 400), rng.normal(0.95, 0.02, 600)]), 0, 1)
+    assert bimodality(two).bimodal and bimodality(two).low_mass == pytest.approx(0.4, abs=0.01)
+    one = np.clip(rng.normal(0.6, 0.15, 1000), 0, 1)
+    assert not bimodality(one).bimodal  # no valley between the sides of 0.5
+    stray = np.clip(np.concatenate([rng.normal(0.3, 0.03, 10), rng.normal(0.95, 0.02, 990)]), 0, 1)
+    assert not bimodality(stray).bimodal  # 1% below 0.5 is not a mode

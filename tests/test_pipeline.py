@@ -1,0 +1,65 @@
+"""Family caching: keys follow every parameter that shapes the dictionaries, and nothing stale is reused."""
+
+import pytest
+
+from sae_core import pipeline
+from sae_core.report import apply_overrides, load_profile
+
+BASE = {"source": "synthetic", "sizes": [32, 16], "n_steps": 5, "batch_size": 16, "seed": 0,
+        "synthetic": {"d_in": 8, "n_features": 24, "mean_active": 2.0, "n_parents": 2, "children_per_parent": 2}}
+
+
+def test_params_are_canonical():
+    params = pipeline.family_params({**BASE, "unrelated": 1, "small_size": 16})
+    assert params["sizes"] == [16, 32]
+    assert "unrelated" not in params and "small_size" not in params
+    assert params["synthetic"]["noise_std"] == 0.0  # completed with the config defaults
+    explicit = pipeline.family_params({**BASE, "synthetic": {**BASE["synthetic"], "noise_std": 0.0}})
+    assert pipeline.family_key(params) == pipeline.family_key(explicit)
+
+
+@pytest.mark.parametrize("change", [
+    {"n_steps": 6}, {"sizes": [16, 64]}, {"seed": 1}, {"l1_coeff": 2e-3},
+    {"synthetic": {**BASE["synthetic"], "n_features": 25}},
+])
+def test_every_shaping_parameter_changes_the_key(change):
+    assert pipeline.family_key(pipeline.family_params(BASE)) != pipeline.family_key(
+        pipeline.family_params({**BASE, **change}))
+
+
+def test_cache_is_reused_and_never_stale(tmp_path, monkeypatch):
+    monkeypatch.setenv("SAE_REPORT_CACHE", str(tmp_path))
+    first = pipeline.ensure_family(pipeline.family_params(BASE), progress=False)
+    trained = []
+    monkeypatch.setattr(pipeline, "train_family", lambda *a, **k: trained.append(1))
+    again = pipeline.ensure_family(pipeline.family_params(BASE), progress=False)
+    assert trained == [] and again.path == first.path
+    assert (again.features(32) == first.features(32)).all()
+    monkeypatch.undo()
+    monkeypatch.setenv("SAE_REPORT_CACHE", str(tmp_path))
+    other = pipeline.ensure_family(pipeline.family_params({**BASE, "seed": 1}), progress=False)
+    assert other.path != first.path
+    assert not (other.features(32) == first.features(32)).all()
+
+
+def test_bad_parameters_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown source"):
+        pipeline.family_params({**BASE, "source": "dataset"})
+    with pytest.raises(ValueError, match="sizes"):
+        pipeline.family_params({"source": "synthetic"})
+    with pytest.raises(TypeError):
+        pipeline.family_params({**BASE, "synthetic": {"no_such_field": 1}})
+
+
+def test_profiles_and_overrides():
+    smoke = load_profile("smoke")
+    assert smoke["source"] == "synthetic"
+    changed = apply_overrides(smoke, ["n_steps=7", "synthetic.d_in=16", "sizes=[8, 16]"])
+    assert changed["n_steps"] == 7 and changed["synthetic"]["d_in"] == 16 and changed["sizes"] == [8, 16]
+    assert smoke["synthetic"]["d_in"] == 32  # the loaded profile itself is untouched
+    for name in ("default", "replication", "pythia"):
+        assert "sizes" in load_profile(name)
+    with pytest.raises(FileNotFoundError, match="known profiles"):
+        load_profile("nope")
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        apply_overrides(smoke, ["n_steps"])
