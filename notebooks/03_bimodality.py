@@ -62,10 +62,13 @@ glue("high_mode", post_row.high_mode, display=False)
 glue("frac_high", post_row.frac_high_post, display=False)
 glue("frac_high_null", post_row.frac_high_null, display=False)
 glue("n_small", post_row.n, display=False)
+glue("true_thr", true_cos_threshold, display=False)
 plots.table(
-    ["size", "features", "low mode", "high mode", "MCS ≥ 0.5", "above null cutoff", "mean MCS"],
+    ["size", "features", "low mode", "high mode", "MCS ≥ 0.5", "above null cutoff", "mean MCS", "bimodal",
+     "high: near a true feature", "low: near a true feature", "low: never fire"],
     [[r.size, r.n, f"{r.low_mode:.2f}", f"{r.high_mode:.2f}", f"{r.frac_high_post:.1%}", f"{r.frac_high_null:.1%}",
-      f"{r.mean:.3f}"] for r in rows],
+      f"{r.mean:.3f}", "yes" if r.bimodal else "no", f"{r.high_true:.1%}", f"{r.low_true:.1%}",
+      f"{r.low_dead:.1%}"] for r in rows],
 )
 
 # %% [markdown]
@@ -81,7 +84,11 @@ plots.table(
 # below 0.5 sits at {glue:text}`low_mode:.2f` and the tallest bin at or above 0.5 at
 # {glue:text}`high_mode:.2f`; {glue:text}`frac_high:.1%` of the features have MCS ≥ 0.5,
 # and {glue:text}`frac_high_null:.1%` lie above the null cutoff {glue:text}`null_cut:.3f`.
-# The table above gives the same numbers for every size.
+# The table above gives the same numbers for every size, whether the distribution is bimodal
+# (at least 5% of features on each side of 0.5 and a valley below half the smaller peak), and,
+# on a synthetic source, how many high- and low-MCS features lie within cosine
+# {glue:text}`true_thr` of a true feature and how many low-MCS features never fire on held-out
+# data (nan for a language model, which has no known features).
 #
 # ## Across layers
 #
@@ -145,7 +152,6 @@ glue("n_shared_targets", int(len(greedy) - len(np.unique(analysis.max_cosine_sim
 
 # %%
 truth = analysis.ground_truth(family, small, large, true_cos_threshold=true_cos_threshold)
-glue("true_thr", true_cos_threshold, display=False)
 if truth is None:
     verdict = "This source has no ground truth (a language model), so this check does not apply."
     for key in ("high_true", "low_true", "low_dead", "high_dead"):

@@ -49,13 +49,22 @@ cmp = analysis.null_comparison(family, small, large, n_random=n_random_sets, cut
                                seed=seed)
 split_rows = analysis.splitting_table(family, large)
 glue("pair", f"{small} vs {large}", display=False)
+glue("large", large, display=False)
 glue("low_mode", shape.low_mode, display=False)
 glue("high_mode", shape.high_mode, display=False)
 glue("valley_ratio", shape.valley / min(shape.low_peak, shape.high_peak), display=False)
 glue("low_mass", shape.low_mass, display=False)
 glue("bimodal_verdict", "Reproduced" if shape.bimodal else "Not reproduced", display=False)
-near_03 = abs(shape.low_mode - 0.3) <= 0.1
-glue("low_mode_verdict", "near 0.3, as in the post" if near_03 else "not near 0.3, unlike the post", display=False)
+if shape.low_mass < 0.05:
+    low_mode_verdict = f"too small to be a mode here ({shape.low_mass:.1%} of the features)"
+elif abs(shape.low_mode - 0.3) <= 0.1:
+    low_mode_verdict = "near 0.3, as in the post"
+else:
+    low_mode_verdict = "not near 0.3, unlike the post"
+glue("low_mode_verdict", low_mode_verdict, display=False)
+table = analysis.bimodality_table(family, large)
+bimodal_sizes = [r.size for r in table if r.bimodal]
+glue("bimodal_sizes", ", ".join(map(str, bimodal_sizes)) if bimodal_sizes else "none", display=False)
 glue("null_verdict", "Reproduced" if cmp.indistinguishable else "Not reproduced", display=False)
 glue("emd_null", cmp.emd_to_null.estimate if cmp.emd_to_null else float("nan"), display=False)
 glue("emd_null_low", cmp.emd_to_null.low if cmp.emd_to_null else float("nan"), display=False)
@@ -82,7 +91,8 @@ else:
 #    {glue:text}`high_mode:.2f`, and the density between them drops to
 #    {glue:text}`valley_ratio:.2f` of the smaller peak; {glue:text}`low_mass:.1%` of the features lie
 #    below 0.5 (bimodal means a valley below 0.5 of the smaller peak and at least 5% on each side). The low mode is
-#    {glue:text}`low_mode_verdict`.
+#    {glue:text}`low_mode_verdict`. Against the {glue:text}`large`-feature dictionary, the sizes
+#    whose MCS distribution is bimodal are: {glue:text}`bimodal_sizes`.
 # 2. **The low mode is what random dictionaries give** — {glue:text}`null_verdict`: the low mode is
 #    {glue:text}`null_detail`. The learned low part is {glue:text}`emd_null:.4f` from the analytic
 #    null (bootstrap lower end {glue:text}`emd_null_low:.4f`; nan when there is no low part), random

@@ -31,6 +31,10 @@ class BimodalityRow:
     frac_high_post: float  # share with MCS >= 0.5
     frac_high_null: float  # share above the null's 99% quantile
     mean: float
+    bimodal: bool  # see stats.bimodality
+    high_true: float  # synthetic source: share of high-MCS features near a true feature (NaN otherwise)
+    low_true: float  # the same among low-MCS features
+    low_dead: float  # share of low-MCS features that never fire on held-out data
 
 
 def bimodality_table(family: Family, against: int, null_q: float = 0.99) -> list[BimodalityRow]:
@@ -41,8 +45,14 @@ def bimodality_table(family: Family, against: int, null_q: float = 0.99) -> list
             continue
         v = mcs_values(family, size, against)
         low, high = stats.histogram_modes(v)
+        truth = ground_truth(family, size, against)
+        nan = float("nan")
         rows.append(BimodalityRow(size, against, v.size, low, high, stats.split_high_low(v).frac_high,
-                                  stats.split_high_low(v, cut).frac_high, float(v.mean())))
+                                  stats.split_high_low(v, cut).frac_high, float(v.mean()),
+                                  stats.bimodality(v).bimodal,
+                                  truth.high_matching_true if truth else nan,
+                                  truth.low_matching_true if truth else nan,
+                                  truth.low_dead if truth else nan))
     return rows
 
 
