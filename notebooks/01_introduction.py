@@ -38,7 +38,7 @@ large_size = 8192
 # %%
 from myst_nb import glue
 
-from sae_core import pipeline, plots
+from sae_core import analysis, pipeline, plots
 
 # %% tags=["nbval-ignore-output"]
 # Trains the family on a cache miss (progress bar), else loads it from disk.
@@ -65,7 +65,14 @@ glue("largest_l0", last[family.sizes[-1]]["l0"], display=False)
 glue("largest_dead", last[family.sizes[-1]]["dead_frac"], display=False)
 glue("smallest_l0", last[family.sizes[0]]["l0"], display=False)
 glue("dead_window", pipeline.train_config(family.params).dead_window, display=False)
+recon = analysis.reconstruction_table(family)
+by_size = {r["size"]: r for r in recon}
+glue("fve_smallest", by_size[family.sizes[0]]["fve"], display=False)
+glue("fve_largest", by_size[family.sizes[-1]]["fve"], display=False)
+glue("n_eval", 8192, display=False)
 plots.glue_figure("fig_training", plots.training_curves(family.history))
+plots.table(["size", "L0", "variance explained", "never fire"],
+            [[r["size"], f"{r['l0']:.1f}", f"{r['fve']:.1%}", f"{r['dead']:.1%}"] for r in recon])
 
 # %% [markdown]
 # ## Setting
@@ -77,7 +84,10 @@ plots.glue_figure("fig_training", plots.training_curves(family.history))
 # {cite}`sharkey2022taking`: untied ReLU encoder, unit-norm decoder rows, no decoder bias.
 # At the end of training the smallest dictionary has L0 = {glue:text}`smallest_l0:.1f`
 # active latents per sample and the largest L0 = {glue:text}`largest_l0:.1f`, with
-# {glue:text}`largest_dead:.1%` of its latents dead. The dictionaries are cached under the key
+# {glue:text}`largest_dead:.1%` of its latents dead (not fired in the last {glue:text}`dead_window`
+# steps). The table above is measured on {glue:text}`n_eval` activations from the source: the
+# smallest dictionary explains {glue:text}`fve_smallest:.1%` of their variance, the largest
+# {glue:text}`fve_largest:.1%`. The dictionaries are cached under the key
 # {glue:text}`cache_key`.
 #
 # ```{glue:figure} fig_training

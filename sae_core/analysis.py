@@ -242,3 +242,21 @@ def per_layer_mcs(family: Family, layers: list[int], small: int, large: int,
         other = family if params == family.params else ensure_family(params, progress=progress)
         out[f"layer {layer}"] = mcs_values(other, small, large)
     return out
+
+
+def reconstruction_table(family: Family, n_samples: int = 8192) -> list[dict[str, float]]:
+    """Per size on ``n_samples`` activations: L0, fraction of variance explained, dead share.
+
+    FVE = 1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2; a latent is dead here if it fires
+    on none of the samples.
+    """
+    x = family.sample(n_samples)
+    total = (x - x.mean(0)).pow(2).sum()
+    rows = []
+    with torch.no_grad():
+        for size, sae in family.saes.items():
+            x_hat, f = sae(x, output_features=True)
+            rows.append({"size": size, "l0": float((f > 0).sum(1).float().mean()),
+                         "fve": float(1 - (x - x_hat).pow(2).sum() / total),
+                         "dead": float(((f > 0).sum(0) == 0).float().mean())})
+    return rows

@@ -106,7 +106,9 @@ class Family:
         return getattr(self.source, "true_features", None)
 
     def sample(self, n: int, offset: int = 10**6) -> torch.Tensor:
-        """``n`` activations from batches the training never saw (held out by index)."""
+        """``n`` activations from batch index ``offset`` of the source: for the synthetic source
+        fresh samples the training never saw; for a stored LM source rows of the same store
+        (in another shuffled order), since the corpus is finite."""
         return self.source.batch(offset, n)
 
 
