@@ -47,8 +47,8 @@ family = pipeline.ensure_family(pipeline.family_params(globals()))
 # %%
 large = analysis.reference_size(family, large_size)
 small = analysis.reference_size(family, small_size) if small_size < large else family.sizes[0]
-rows = analysis.bimodality_table(family, large, null_quantile)
-values = {size: analysis.mcs_values(family, size, large) for size in family.sizes if size < large}
+values = analysis.smaller_mcs(family, large)
+rows = analysis.bimodality_table(family, large, null_quantile, values=values)
 fig = plots.mcs_histograms(values, large, family.d_in)
 plots.glue_figure("fig_hist", fig)
 glue("large", large, display=False)

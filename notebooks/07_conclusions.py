@@ -43,11 +43,11 @@ family = pipeline.ensure_family(pipeline.family_params(globals()))
 # %%
 large = analysis.reference_size(family, large_size)
 small = analysis.reference_size(family, small_size) if small_size < large else family.sizes[0]
-values = analysis.mcs_values(family, small, large)
-shape = stats.bimodality(values)
+values = analysis.smaller_mcs(family, large)
+shape = stats.bimodality(values[small])
 cmp = analysis.null_comparison(family, small, large, n_random=n_random_sets, cutoff=emd_cutoff, n_boot=n_boot,
                                seed=seed)
-split_rows = analysis.splitting_table(family, large)
+split_rows = analysis.splitting_table(family, large, values=values)
 glue("pair", f"{small} vs {large}", display=False)
 glue("large", large, display=False)
 glue("low_mode", shape.low_mode, display=False)
@@ -62,7 +62,7 @@ elif abs(shape.low_mode - 0.3) <= 0.1:
 else:
     low_mode_verdict = "not near 0.3, unlike the post"
 glue("low_mode_verdict", low_mode_verdict, display=False)
-table = analysis.bimodality_table(family, large)
+table = analysis.bimodality_table(family, large, values=values)
 bimodal_sizes = [r.size for r in table if r.bimodal]
 glue("bimodal_sizes", ", ".join(map(str, bimodal_sizes)) if bimodal_sizes else "none", display=False)
 glue("null_verdict", "Reproduced" if cmp.indistinguishable else "Not reproduced", display=False)

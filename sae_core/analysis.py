@@ -37,13 +37,19 @@ class BimodalityRow:
     low_dead: float  # share of low-MCS features that never fire on held-out data
 
 
-def bimodality_table(family: Family, against: int, null_q: float = 0.99) -> list[BimodalityRow]:
+def smaller_mcs(family: Family, against: int) -> dict[int, np.ndarray]:
+    """MCS against ``against`` of every dictionary of the family smaller than it."""
+    return {size: mcs_values(family, size, against) for size in family.sizes if size < against}
+
+
+def bimodality_table(family: Family, against: int, null_q: float = 0.99,
+                     values: dict[int, np.ndarray] | None = None) -> list[BimodalityRow]:
+    """Per smaller size: modes, high shares, bimodality and (synthetic) ground truth.
+
+    ``values`` is :func:`smaller_mcs`'s result when the caller already has it."""
     cut = stats.null_cutoff(family.d_in, family.saes[against].cfg.d_sae, null_q)
     rows = []
-    for size in family.sizes:
-        if size >= against:
-            continue
-        v = mcs_values(family, size, against)
+    for size, v in (values if values is not None else smaller_mcs(family, against)).items():
         low, high = stats.histogram_modes(v)
         truth = ground_truth(family, size, against)
         nan = float("nan")
@@ -199,14 +205,12 @@ def cross_correlation(family: Family, base: int, b: int, c: int,
     return stats.cross_dictionary_correlation(vb, vc, cutoff), vb, vc
 
 
-def splitting_table(family: Family, against: int, null_q: float = 0.99) -> list[dict[str, float]]:
+def splitting_table(family: Family, against: int, null_q: float = 0.99,
+                    values: dict[int, np.ndarray] | None = None) -> list[dict[str, float]]:
     """The post's Figures 11-12: high/low counts per size, with the 0.5 and the null cutoffs."""
     null_cut = stats.null_cutoff(family.d_in, against, null_q)
     rows = []
-    for size in family.sizes:
-        if size >= against:
-            continue
-        v = mcs_values(family, size, against)
+    for size, v in (values if values is not None else smaller_mcs(family, against)).items():
         post, null = stats.split_high_low(v), stats.split_high_low(v, null_cut)
         rows.append({"size": size, "high_post": post.n_high, "low_post": post.n_low, "frac_high_post": post.frac_high,
                      "high_null": null.n_high, "low_null": null.n_low, "frac_high_null": null.frac_high,

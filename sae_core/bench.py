@@ -19,9 +19,10 @@ import time
 
 import torch
 
+from sae_core.device import resolve_device
 from sae_core.similarity import DEFAULT_MEMORY_BUDGET, _tile_sizes, gaussian_dictionary, max_cosine_similarity
 from sae_core.synthetic import SyntheticSource
-from sae_core.train import TrainConfig, resolve_device, train_family
+from sae_core.train import TrainConfig, train_family
 
 
 def _sync(device: torch.device) -> None:

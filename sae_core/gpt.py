@@ -27,6 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from sae_core.device import resolve_device
 from sae_core.io import atomic_dir, load_optimizer_tensors, optimizer_tensors, write_json_atomic
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|pad|>"]
@@ -130,8 +131,7 @@ def train_gpt(texts: Iterable[str] | Iterator[str], out_dir: str | os.PathLike, 
     cfg, tcfg = cfg or GPTConfig(), tcfg or GPTTrainConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    device = torch.device("cuda" if tcfg.device == "auto" and torch.cuda.is_available()
-                          else ("cpu" if tcfg.device == "auto" else tcfg.device))
+    device = resolve_device(tcfg.device)
     tok_dir = out / "tokenizer"
     texts = list(texts)
     if not texts:

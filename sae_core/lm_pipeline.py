@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sae_core import lm as lm_sites
+from sae_core.device import resolve_device
 from sae_core.store import ActivationStore, StoreSource, StoreWriter
 
 REPLICATION_GPT = "replication-gpt"
@@ -57,37 +59,30 @@ def _looks_like_path(corpus: str) -> bool:
 
 
 def iter_documents(corpus: str, text_field: str = "text", limit: int | None = None) -> Iterator[str]:
-    """Non-empty documents of a local text file (one per line), a folder of .txt files,
-    or a Hugging Face dataset streamed from the hub."""
-    count = 0
-    if _looks_like_path(corpus):
-        path = Path(corpus).expanduser()
-        if not path.exists():
-            raise FileNotFoundError(f"corpus file or folder {path} does not exist")
-        files = sorted(path.glob("**/*.txt")) if path.is_dir() else [path]
-        if not files:
-            raise FileNotFoundError(f"corpus folder {path} holds no .txt files")
-        for file in files:
-            with open(file, encoding="utf-8") as fh:
-                for line in fh:
-                    line = line.strip()
-                    if line:
-                        yield line
-                        count += 1
-                        if limit is not None and count >= limit:
-                            return
-        return
+    """Non-empty documents (at most ``limit``) of a local text file (one per line), a folder of
+    .txt files, or a Hugging Face dataset streamed from the hub."""
+    texts = _local_texts(corpus) if _looks_like_path(corpus) else _hub_texts(corpus, text_field)
+    yield from itertools.islice((t.strip() for t in texts if t.strip()), limit)
+
+
+def _local_texts(corpus: str) -> Iterator[str]:
+    path = Path(corpus).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"corpus file or folder {path} does not exist")
+    files = sorted(path.glob("**/*.txt")) if path.is_dir() else [path]
+    if not files:
+        raise FileNotFoundError(f"corpus folder {path} holds no .txt files")
+    for file in files:
+        with open(file, encoding="utf-8") as fh:
+            yield from fh
+
+
+def _hub_texts(corpus: str, text_field: str) -> Iterator[str]:
     try:
         import datasets
 
-        stream = datasets.load_dataset(corpus, split="train", streaming=True)
-        for row in stream:
-            text = row[text_field].strip()
-            if text:
-                yield text
-                count += 1
-                if limit is not None and count >= limit:
-                    return
+        for row in datasets.load_dataset(corpus, split="train", streaming=True):
+            yield row[text_field]
     except (ConnectionError, OSError, ValueError) as err:
         raise ConnectionError(
             f"could not stream the dataset {corpus!r} from the Hugging Face hub ({type(err).__name__}: {err}). "
@@ -156,11 +151,6 @@ def extract_activations(lm, site: lm_sites.Site, batches: Iterator[tuple[torch.T
     return ActivationStore(writer.close())
 
 
-def _resolve_device(device: str) -> torch.device:
-    return torch.device("cuda" if device == "auto" and torch.cuda.is_available()
-                        else ("cpu" if device == "auto" else device))
-
-
 def _gpt_dir(cfg: LMSourceConfig, cache: Path) -> tuple[Path, dict[str, Any]]:
     from sae_core.gpt import GPTConfig, GPTTrainConfig
 
@@ -193,7 +183,7 @@ def lm_source(params: dict[str, Any], progress: bool = True) -> StoreSource:
 
     cfg = LMSourceConfig(**params["lm"])
     cache = cache_root()
-    device = _resolve_device(cfg.device)
+    device = resolve_device(cfg.device)
     if cfg.model == REPLICATION_GPT:
         model, tokenizer, report, model_id = replication_gpt(cfg, cache, progress)
         model_desc = {"model": REPLICATION_GPT, "model_id": model_id, "gpt_val_loss": report["val_loss"],

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from sae_core.device import resolve_device
+
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes for one tile of the cosine matrix
 ASSIGNMENT_MAX_ENTRIES = 8192 * 16384  # one-to-one matching limit on N*M, see one_to_one_mcs
 
@@ -57,10 +59,12 @@ def normalize_rows(x: torch.Tensor, name: str = "dictionary") -> torch.Tensor:
     return x / norms
 
 
-def _pick_device(device: str | torch.device | None) -> torch.device:
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+def _normalized_pair(a, b) -> tuple[torch.Tensor, torch.Tensor]:
+    a = normalize_rows(a, "dictionary A")
+    b = normalize_rows(b, "dictionary B")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"dictionaries have different widths: A is {a.shape[1]}-d, B is {b.shape[1]}-d")
+    return a, b
 
 
 def _tile_sizes(n: int, m: int, itemsize: int, budget: int) -> tuple[int, int]:
@@ -88,15 +92,12 @@ def max_cosine_similarity(
     built tile by tile, each tile at most ``memory_budget_bytes``; beyond that the call
     holds unit-normalised copies of A and B ((N + M) * d values).
     """
-    a = normalize_rows(a, "dictionary A")
-    b = normalize_rows(b, "dictionary B")
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"dictionaries have different widths: A is {a.shape[1]}-d, B is {b.shape[1]}-d")
+    a, b = _normalized_pair(a, b)
     if exclude_self and a.shape[0] != b.shape[0]:
         raise ValueError("exclude_self needs A and B to be the same dictionary (same number of rows)")
     if exclude_self and b.shape[0] < 2:
         raise ValueError("exclude_self needs at least two features")
-    dev = _pick_device(device)
+    dev = resolve_device("auto" if device is None else device)
     itemsize = torch.empty((), dtype=dtype).element_size()
     n, m = a.shape[0], b.shape[0]
     row_tile, col_tile = _tile_sizes(n, m, itemsize, memory_budget_bytes)
@@ -158,10 +159,7 @@ def one_to_one_mcs(
     roughly O(N^2 M) time, so N*M is capped at ``max_entries`` (default 8192*16384:
     1 GiB of matrix, about a minute on a laptop core). Larger inputs raise ValueError.
     """
-    a = normalize_rows(a, "dictionary A").double()
-    b = normalize_rows(b, "dictionary B").double()
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"dictionaries have different widths: A is {a.shape[1]}-d, B is {b.shape[1]}-d")
+    a, b = (x.double() for x in _normalized_pair(a, b))
     n, m = a.shape[0], b.shape[0]
     if n > m:
         raise ValueError(f"one-to-one matching needs len(A) <= len(B), got {n} > {m}; swap the arguments")

@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from sae_core import __version__
+from sae_core.device import resolve_device
 from sae_core.io import atomic_dir, load_optimizer_tensors, optimizer_tensors, write_json_atomic
 from sae_core.sae import SAEConfig, SparseAutoencoder
 
@@ -75,12 +76,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def sae_seed(seed: int, d_sae: int) -> int:
