@@ -233,3 +233,28 @@ def test_lm_source_end_to_end_offline(tmp_path, monkeypatch):
     assert np.isfinite(prov["gpt_val_loss"])
     source = lm_source(params, progress=False)  # second call reuses the store
     assert len(source) == 3000
+
+
+def test_hub_corpus_and_model_offline_name_the_missing_network():
+    """With the hub unreachable (offline mode, as on CI), both hub paths fail with a clear message."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from sae_core.lm_pipeline import iter_documents\n"
+        "from sae_core.lm import load_language_model\n"
+        "for call in (lambda: next(iter_documents('Skylion007/openwebtext')),\n"
+        "             lambda: load_language_model('EleutherAI/pythia-70m-deduped')):\n"
+        "    try:\n"
+        "        call()\n"
+        "    except (ConnectionError, OSError) as err:\n"
+        "        print(type(err).__name__, '|', err)\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300).stdout
+    lines = out.strip().splitlines()
+    assert len(lines) == 2, out
+    assert lines[0].startswith("ConnectionError") and "needs a network connection" in lines[0]
+    assert "pass a local text file" in lines[0]
+    assert lines[1].startswith("OSError") and "pythia-70m-deduped" in lines[1] and "local path" in lines[1]
