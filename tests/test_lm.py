@@ -249,7 +249,7 @@ def test_hub_corpus_and_model_offline_name_the_missing_network():
         "    try:\n"
         "        call()\n"
         "    except (ConnectionError, OSError) as err:\n"
-        "        print(type(err).__name__, '|', err)\n"
+        "        print(type(err).__name__, '|', str(err).replace(chr(10), ' '))\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300).stdout
