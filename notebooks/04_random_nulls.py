@@ -90,7 +90,8 @@ glue("verdict", cmp.verdict, display=False)
 # Earthmover distances among the learned MCS distribution ({glue:text}`small` vs
 # {glue:text}`large`), {glue:text}`n_random` random pairs of the same shapes and the "alt
 # params" random pair ({glue:text}`small` vs {glue:text}`alt_large`), each restricted to
-# MCS < {glue:text}`cutoff` (the post's Figures 6-7).
+# MCS < {glue:text}`cutoff` (the post's Figures 6-7). A blank row means fewer than ten
+# features of that set lie below the cutoff.
 # ```
 #
 # On average the learned low part ({glue:text}`n_low` features) is {glue:text}`learned_random_mean:.4f` from a random set

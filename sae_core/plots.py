@@ -73,6 +73,7 @@ def distance_heatmap(names: Sequence[str], distances: np.ndarray, title: str) ->
     fig, ax = plt.subplots(figsize=(6.8, 5.4))
     sns.heatmap(distances, xticklabels=names, yticklabels=names, annot=True, fmt=".3f", cmap="mako_r", ax=ax,
                 cbar_kws={"label": "earthmover distance"})
+    ax.grid(False)
     ax.set_title(title)
     fig.tight_layout()
     return fig
