@@ -151,7 +151,8 @@ def extract_activations(lm, site: lm_sites.Site, batches: Iterator[tuple[torch.T
     return ActivationStore(writer.close())
 
 
-def _gpt_dir(cfg: LMSourceConfig, cache: Path) -> tuple[Path, dict[str, Any]]:
+def _gpt_dir(cfg: LMSourceConfig, cache: Path) -> Path:
+    """Cache folder of the replication GPT: keyed by corpus and every GPT setting."""
     from sae_core.gpt import GPTConfig, GPTTrainConfig
 
     settings = {"corpus": cfg.corpus, "text_field": cfg.text_field, "max_documents": cfg.max_documents,
@@ -160,14 +161,14 @@ def _gpt_dir(cfg: LMSourceConfig, cache: Path) -> tuple[Path, dict[str, Any]]:
                                                            seed=cfg.seed))}
     settings["train"].pop("progress")
     settings["train"].pop("device")
-    return cache / "gpt" / _key(settings), settings
+    return cache / "gpt" / _key(settings)
 
 
 def replication_gpt(cfg: LMSourceConfig, cache: Path, progress: bool = True):
     """Train (or load) the replication GPT for ``cfg``; returns (model, tokenizer, report, key)."""
     from sae_core.gpt import GPTConfig, GPTTrainConfig, load_gpt, train_gpt
 
-    folder, _ = _gpt_dir(cfg, cache)
+    folder = _gpt_dir(cfg, cache)
     if not (folder / "report.json").is_file():
         docs = iter_documents(cfg.corpus, cfg.text_field, limit=cfg.max_documents)
         train_gpt(docs, folder, GPTConfig(context=cfg.context, vocab_size=cfg.vocab_size),
