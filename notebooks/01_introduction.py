@@ -105,6 +105,7 @@ plots.table(["size", "L0", "variance explained", "never fire"],
 # | [Bimodality](03_bimodality.ipynb) | share of features with MCS ≥ 0.5 | {glue:text}`03_bimodality.ipynb::frac_high:.1%` |
 # | [Random nulls](04_random_nulls.ipynb) | earthmover distance, learned low part vs analytic null | {glue:text}`04_random_nulls.ipynb::emd_null:.4f` (95% CI {glue:text}`04_random_nulls.ipynb::emd_null_low:.4f`–{glue:text}`04_random_nulls.ipynb::emd_null_high:.4f`) |
 # | [Random nulls](04_random_nulls.ipynb) | same, random dictionaries vs the null (largest) | {glue:text}`04_random_nulls.ipynb::emd_random_max:.4f` |
+# | [Random nulls](04_random_nulls.ipynb) | the low mode is … | {glue:text}`04_random_nulls.ipynb::verdict:s` |
 # | [Cross-dictionary](05_cross_dictionary.ipynb) | Pearson / Spearman of MCS against two larger dictionaries | {glue:text}`05_cross_dictionary.ipynb::pearson:.2f` / {glue:text}`05_cross_dictionary.ipynb::spearman:.2f` |
 # | [Feature splitting](06_feature_splitting.ipynb) | high-MCS share, smallest → largest compared size | {glue:text}`06_feature_splitting.ipynb::frac_high_first:.1%` → {glue:text}`06_feature_splitting.ipynb::frac_high_last:.1%` |
 #
