@@ -95,8 +95,7 @@ family = pipeline.ensure_family(pipeline.family_params(globals()))
 
 # %%
 K = family.d_in
-M = analysis.reference_size(family, large_size)
-N = analysis.reference_size(family, small_size) if small_size < M else family.sizes[0]
+N, M = analysis.compared_pair(family, small_size, large_size)
 sampled = sampled_null_mcs(N, M, K, seed=seed).numpy()
 emd = stats.wasserstein1_to_null(sampled, K, M)
 glue("K", K, display=False)

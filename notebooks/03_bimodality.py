@@ -45,8 +45,7 @@ from sae_core import analysis, pipeline, plots, stats
 family = pipeline.ensure_family(pipeline.family_params(globals()))
 
 # %%
-large = analysis.reference_size(family, large_size)
-small = analysis.reference_size(family, small_size) if small_size < large else family.sizes[0]
+small, large = analysis.compared_pair(family, small_size, large_size)
 values = analysis.smaller_mcs(family, large)
 rows = analysis.bimodality_table(family, large, null_quantile, values=values)
 fig = plots.mcs_histograms(values, large, family.d_in)
@@ -151,7 +150,7 @@ glue("n_shared_targets", int(len(greedy) - len(np.unique(analysis.max_cosine_sim
 # held-out data?
 
 # %%
-truth = analysis.ground_truth(family, small, large, true_cos_threshold=true_cos_threshold)
+truth = analysis.ground_truth(family, small, large, true_cos_threshold=true_cos_threshold, values=greedy)
 if truth is None:
     verdict = "This source has no ground truth (a language model), so this check does not apply."
     for key in ("high_true", "low_true", "low_dead", "high_dead"):

@@ -48,8 +48,7 @@ from sae_core import analysis, pipeline, plots
 family = pipeline.ensure_family(pipeline.family_params(globals()))
 
 # %%
-large = analysis.reference_size(family, large_size)
-small = analysis.reference_size(family, small_size) if small_size < large else family.sizes[0]
+small, large = analysis.compared_pair(family, small_size, large_size)
 cmp = analysis.null_comparison(family, small, large, n_random=n_random_sets, alt_factor=alt_factor,
                                cutoff=emd_cutoff, n_boot=n_boot, seed=seed)
 shown = {k: v for k, v in cmp.samples.items() if k in ("learned", "random 1")}

@@ -41,8 +41,7 @@ from sae_core import analysis, pipeline, stats
 family = pipeline.ensure_family(pipeline.family_params(globals()))
 
 # %%
-large = analysis.reference_size(family, large_size)
-small = analysis.reference_size(family, small_size) if small_size < large else family.sizes[0]
+small, large = analysis.compared_pair(family, small_size, large_size)
 values = analysis.smaller_mcs(family, large)
 shape = stats.bimodality(values[small])
 cmp = analysis.null_comparison(family, small, large, n_random=n_random_sets, cutoff=emd_cutoff, n_boot=n_boot,
@@ -74,7 +73,7 @@ trend = split_rows[-1]["frac_high_post"] - split_rows[0]["frac_high_post"]
 glue("split_trend", "rises" if trend > 0 else "falls", display=False)
 glue("split_first", split_rows[0]["frac_high_post"], display=False)
 glue("split_last", split_rows[-1]["frac_high_post"], display=False)
-truth = analysis.ground_truth(family, small, large)
+truth = analysis.ground_truth(family, small, large, values=values[small])
 if truth is not None:
     glue("truth_sentence", (
         f"On the synthetic source, {truth.high_matching_true:.1%} of the high-MCS features of the {small}-feature "

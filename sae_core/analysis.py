@@ -17,6 +17,19 @@ def reference_size(family: Family, requested: int) -> int:
     return requested if requested in family.saes else family.sizes[-1]
 
 
+def compared_pair(family: Family, small_size: int, large_size: int) -> tuple[int, int]:
+    """The (small, large) pair a chapter compares: the requested sizes where the family has them;
+    else the largest dictionary as reference and the largest size below it as the small one."""
+    if len(family.sizes) < 2:
+        raise ValueError(f"comparing dictionaries needs at least two sizes, the family has {family.sizes}")
+    large = reference_size(family, large_size)
+    smaller = [s for s in family.sizes if s < large]
+    if not smaller:
+        raise ValueError(f"no dictionary of the family {family.sizes} is smaller than the reference {large}")
+    small = small_size if small_size in smaller else smaller[-1]
+    return small, large
+
+
 def mcs_values(family: Family, size: int, against: int) -> np.ndarray:
     return max_cosine_similarity(family.features(size), family.features(against)).values.numpy()
 
@@ -51,7 +64,7 @@ def bimodality_table(family: Family, against: int, null_q: float = 0.99,
     rows = []
     for size, v in (values if values is not None else smaller_mcs(family, against)).items():
         low, high = stats.histogram_modes(v)
-        truth = ground_truth(family, size, against)
+        truth = ground_truth(family, size, against, values=v)
         nan = float("nan")
         rows.append(BimodalityRow(size, against, v.size, low, high, stats.split_high_low(v).frac_high,
                                   stats.split_high_low(v, cut).frac_high, float(v.mean()),
@@ -93,10 +106,11 @@ class GroundTruth:
 
 
 def ground_truth(family: Family, size: int, against: int, cutoff: float = stats.POST_CUTOFF,
-                 true_cos_threshold: float = 0.9) -> GroundTruth | None:
+                 true_cos_threshold: float = 0.9, values: np.ndarray | None = None) -> GroundTruth | None:
+    """``values``: MCS of ``size`` against ``against`` when the caller already has it."""
     if family.true_features is None:
         return None
-    v = mcs_values(family, size, against)
+    v = values if values is not None else mcs_values(family, size, against)
     t = max_cosine_similarity(family.features(size), family.true_features).values.numpy()
     dead = firing_rates(family, size) == 0
     high = v >= cutoff

@@ -63,3 +63,14 @@ def test_profiles_and_overrides():
         load_profile("nope")
     with pytest.raises(ValueError, match="KEY=VALUE"):
         apply_overrides(smoke, ["n_steps"])
+
+
+def test_compared_pair_falls_back_to_sizes_the_family_has(tmp_path, monkeypatch):
+    from sae_core.analysis import compared_pair
+
+    monkeypatch.setenv("SAE_REPORT_CACHE", str(tmp_path))
+    family = pipeline.ensure_family(pipeline.family_params({**BASE, "sizes": [8, 16, 32]}), progress=False)
+    assert compared_pair(family, 16, 32) == (16, 32)
+    assert compared_pair(family, 1024, 8192) == (16, 32)  # missing sizes: largest, and the largest below it
+    assert compared_pair(family, 8, 16) == (8, 16)
+    assert compared_pair(family, 32, 16) == (8, 16)  # a "small" size not below the reference is not used
