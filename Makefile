@@ -26,15 +26,15 @@ book: $(STAMP)
 	$(BIN)/python -m sae_core.report --profile $(PROFILE) $(foreach o,$(SET),--set $(o))
 
 test: $(STAMP)
-	$(BIN)/python -m ruff check sae_core tests notebooks
+	$(BIN)/python -m ruff check sae_core tests notebooks benchmarks
 	$(BIN)/python -m pytest tests
 	$(BIN)/python -m pytest --rootdir . --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg .cache/smoke-book/book/executed
 
 bench: $(STAMP)
-	$(BIN)/python -m sae_core.bench
+	$(BIN)/python -m benchmarks
 
 lint: $(STAMP)
-	$(BIN)/python -m ruff check sae_core tests notebooks
+	$(BIN)/python -m ruff check sae_core tests notebooks benchmarks
 
 clean:
 	rm -rf book/_build book/executed .cache

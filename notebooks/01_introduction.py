@@ -24,8 +24,8 @@
 # %% tags=["parameters"]
 profile = "notebook defaults"  # name of the profile that set these values
 source = "synthetic"  # "synthetic" (offline, known true features) or "lm" (a language model via nnsight)
-synthetic = {}  # overrides of sae_core.synthetic.SyntheticConfig, e.g. {"n_features": 4096}
-lm = {}  # overrides of sae_core.lm_pipeline.LMSourceConfig, for the language-model source
+synthetic = {}  # overrides of sae_core.sources.SyntheticConfig, e.g. {"n_features": 4096}
+lm = {}  # overrides of sae_core.sources.LMSourceConfig, for the language-model source
 sizes = [256, 512, 1024, 2048]  # dictionary widths trained together; the largest is the reference
 n_steps = 1000  # optimizer steps (each feeds one batch to every dictionary)
 batch_size = 256
@@ -38,7 +38,7 @@ large_size = 8192
 # %%
 from myst_nb import glue
 
-from sae_core import analysis, pipeline, plots
+from sae_core.report import analysis, pipeline, plots
 
 # %% tags=["nbval-ignore-output"]
 # Trains the family on a cache miss (progress bar), else loads it from disk.

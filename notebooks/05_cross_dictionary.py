@@ -21,8 +21,8 @@
 # %% tags=["parameters"]
 profile = "notebook defaults"  # name of the profile that set these values
 source = "synthetic"  # "synthetic" (offline, known true features) or "lm" (a language model via nnsight)
-synthetic = {}  # overrides of sae_core.synthetic.SyntheticConfig, e.g. {"n_features": 4096}
-lm = {}  # overrides of sae_core.lm_pipeline.LMSourceConfig, for the language-model source
+synthetic = {}  # overrides of sae_core.sources.SyntheticConfig, e.g. {"n_features": 4096}
+lm = {}  # overrides of sae_core.sources.LMSourceConfig, for the language-model source
 sizes = [256, 512, 1024, 2048]  # dictionary widths trained together; the largest is the reference
 n_steps = 1000  # optimizer steps (each feeds one batch to every dictionary)
 batch_size = 256
@@ -36,7 +36,7 @@ cross_triples = [[512, 1024, 2048], [256, 512, 1024]]  # [base, B, C]: base feat
 # %%
 from myst_nb import glue
 
-from sae_core import analysis, pipeline, plots
+from sae_core.report import analysis, pipeline, plots
 
 # %% tags=["nbval-ignore-output"]
 family = pipeline.ensure_family(pipeline.family_params(globals()))

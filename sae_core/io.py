@@ -73,3 +73,13 @@ def load_optimizer_tensors(opt, tensors: dict, param_groups: list, prefix: str, 
             idx, slot = key[len(prefix) + 1 :].split(".", 1)
             state.setdefault(int(idx), {})[slot] = value if slot == "step" else value.to(device)
     opt.load_state_dict({"state": state, "param_groups": param_groups})
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cache_root() -> Path:
+    """Where cached artifacts live (trained GPTs, activation stores, families):
+    ``$SAE_REPORT_CACHE`` if set, else ``.cache`` in the repository. Sources and the report
+    both read it, so it lives in the core, which imports neither."""
+    return Path(os.environ.get("SAE_REPORT_CACHE", REPO_ROOT / ".cache"))

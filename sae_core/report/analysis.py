@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from sae_core import nulls, stats
-from sae_core.pipeline import Family
+from sae_core.report.pipeline import Family
 from sae_core.similarity import gaussian_dictionary, max_cosine_similarity, one_to_one_mcs
 
 
@@ -246,8 +246,8 @@ def per_layer_mcs(family: Family, layers: list[int], small: int, large: int,
     layer and that family is trained (or loaded from the cache). Other sources, or an
     empty ``layers``, give this family's own comparison.
     """
-    from sae_core.lm import _SITE_RE
-    from sae_core.pipeline import ensure_family
+    from sae_core.report.pipeline import ensure_family
+    from sae_core.sources.nnsight_sites import _SITE_RE
 
     site = family.params.get("lm", {}).get("site", "")
     match = _SITE_RE.match(site) if family.params["source"] == "lm" else None

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sae_core import report
+from sae_core.report import build as report
 
 ROOT = report.REPO_ROOT / ".cache" / "smoke-book"
 FIGURES = {  # glued figures per chapter

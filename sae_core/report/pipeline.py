@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,21 +20,15 @@ from typing import Any
 import torch
 
 from sae_core import __version__
+from sae_core.io import cache_root
 from sae_core.sae import SparseAutoencoder, load_family
-from sae_core.synthetic import SyntheticConfig, SyntheticSource
+from sae_core.sources.synthetic import SyntheticConfig, SyntheticSource
 from sae_core.train import TrainConfig, family_is_complete, train_family
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Notebook parameters that decide the dictionaries. ``synthetic`` and ``lm`` are dicts
 # of overrides for the source's config (SyntheticConfig / LMSourceConfig).
 TRAIN_KEYS = ("sizes", "n_steps", "batch_size", "lr", "l1_coeff", "seed", "resample_every", "use_b_dec")
 FAMILY_KEYS = ("source", *TRAIN_KEYS, "synthetic", "lm")
-
-
-def cache_root() -> Path:
-    """``$SAE_REPORT_CACHE`` if set, else ``.cache`` in the repository."""
-    return Path(os.environ.get("SAE_REPORT_CACHE", REPO_ROOT / ".cache"))
 
 
 def family_params(namespace: Mapping[str, Any]) -> dict[str, Any]:
@@ -53,7 +46,7 @@ def family_params(namespace: Mapping[str, Any]) -> dict[str, Any]:
     if source == "synthetic":
         params["synthetic"] = dataclasses.asdict(SyntheticConfig(**overrides[0]))
     else:
-        from sae_core.lm_pipeline import LMSourceConfig
+        from sae_core.sources.lm_source import LMSourceConfig
 
         params["lm"] = dataclasses.asdict(LMSourceConfig(**overrides[1]))
     return params
@@ -74,7 +67,7 @@ def build_source(params: Mapping[str, Any], progress: bool = True):
     """The activation source the parameters describe (extracting LM activations if needed)."""
     if params["source"] == "synthetic":
         return SyntheticSource(SyntheticConfig(**params["synthetic"]))
-    from sae_core.lm_pipeline import lm_source  # heavy imports only when needed
+    from sae_core.sources.lm_source import lm_source  # heavy imports only when needed
 
     return lm_source(params, progress=progress)
 

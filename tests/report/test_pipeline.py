@@ -2,8 +2,8 @@
 
 import pytest
 
-from sae_core import pipeline
-from sae_core.report import apply_overrides, load_profile
+from sae_core.report import pipeline
+from sae_core.report.build import apply_overrides, load_profile
 
 BASE = {"source": "synthetic", "sizes": [32, 16], "n_steps": 5, "batch_size": 16, "seed": 0,
         "synthetic": {"d_in": 8, "n_features": 24, "mean_active": 2.0, "n_parents": 2, "children_per_parent": 2}}
@@ -66,7 +66,7 @@ def test_profiles_and_overrides():
 
 
 def test_compared_pair_falls_back_to_sizes_the_family_has(tmp_path, monkeypatch):
-    from sae_core.analysis import compared_pair
+    from sae_core.report.analysis import compared_pair
 
     monkeypatch.setenv("SAE_REPORT_CACHE", str(tmp_path))
     family = pipeline.ensure_family(pipeline.family_params({**BASE, "sizes": [8, 16, 32]}), progress=False)

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from sae_core.sae import SAEConfig, SparseAutoencoder, load_family
-from sae_core.synthetic import SyntheticConfig, SyntheticSource
+from sae_core.sources.synthetic import SyntheticConfig, SyntheticSource
 from sae_core.train import TensorSource, TrainConfig, family_is_complete, train_family
 
 SMALL_SOURCE = SyntheticConfig(d_in=32, n_features=64, mean_active=3.0, n_parents=4, children_per_parent=2, seed=1)

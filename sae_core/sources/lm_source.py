@@ -1,6 +1,6 @@
 """Language-model activations for the report: corpus -> (GPT) -> nnsight -> store -> source.
 
-``lm_source(params)`` is what :func:`sae_core.pipeline.build_source` calls for
+``lm_source(params)`` is what :func:`sae_core.report.pipeline.build_source` calls for
 ``source = "lm"``. Every stage is cached under ``<cache>/`` by a hash of the settings
 that shape it: the replication GPT under ``gpt/``, extracted activations under
 ``activations/``. Extract once; the whole family trains from the store.
@@ -20,9 +20,10 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from sae_core import lm as lm_sites
 from sae_core.device import resolve_device
-from sae_core.store import ActivationStore, StoreSource, StoreWriter
+from sae_core.io import cache_root
+from sae_core.sources import nnsight_sites as lm_sites
+from sae_core.sources.store import ActivationStore, StoreSource, StoreWriter
 
 REPLICATION_GPT = "replication-gpt"
 
@@ -153,7 +154,7 @@ def extract_activations(lm, site: lm_sites.Site, batches: Iterator[tuple[torch.T
 
 def _gpt_dir(cfg: LMSourceConfig, cache: Path) -> Path:
     """Cache folder of the replication GPT: keyed by corpus and every GPT setting."""
-    from sae_core.gpt import GPTConfig, GPTTrainConfig
+    from sae_core.sources.gpt import GPTConfig, GPTTrainConfig
 
     settings = {"corpus": cfg.corpus, "text_field": cfg.text_field, "max_documents": cfg.max_documents,
                 "gpt": dataclasses.asdict(GPTConfig(context=cfg.context, vocab_size=cfg.vocab_size)),
@@ -166,7 +167,7 @@ def _gpt_dir(cfg: LMSourceConfig, cache: Path) -> Path:
 
 def replication_gpt(cfg: LMSourceConfig, cache: Path, progress: bool = True):
     """Train (or load) the replication GPT for ``cfg``; returns (model, tokenizer, report, key)."""
-    from sae_core.gpt import GPTConfig, GPTTrainConfig, load_gpt, train_gpt
+    from sae_core.sources.gpt import GPTConfig, GPTTrainConfig, load_gpt, train_gpt
 
     folder = _gpt_dir(cfg, cache)
     if not (folder / "report.json").is_file():
@@ -180,8 +181,6 @@ def replication_gpt(cfg: LMSourceConfig, cache: Path, progress: bool = True):
 
 def lm_source(params: dict[str, Any], progress: bool = True) -> StoreSource:
     """The training source for ``params['lm']``: activations extracted once, then streamed."""
-    from sae_core.pipeline import cache_root
-
     cfg = LMSourceConfig(**params["lm"])
     cache = cache_root()
     device = resolve_device(cfg.device)

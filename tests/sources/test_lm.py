@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from sae_core import lm as lm_sites
-from sae_core.gpt import GPTConfig, GPTTrainConfig, build_model, load_gpt, train_gpt, train_tokenizer
-from sae_core.lm_pipeline import extract_activations, iter_documents, lm_source, token_batches
-from sae_core.store import ActivationStore, StoreSource, StoreWriter
+from sae_core.sources import nnsight_sites as lm_sites
+from sae_core.sources.gpt import GPTConfig, GPTTrainConfig, build_model, load_gpt, train_gpt, train_tokenizer
+from sae_core.sources.lm_source import extract_activations, iter_documents, lm_source, token_batches
+from sae_core.sources.store import ActivationStore, StoreSource, StoreWriter
 
 WORDS = "the a cat dog sat ran on under mat tree big small red blue quickly slowly and then".split()
 
@@ -140,7 +140,7 @@ def test_interrupted_extraction_resumes_to_the_same_store(tokenizer, tmp_path):
             raise KeyboardInterrupt
 
     # small shards so that some are complete when the crash comes
-    import sae_core.store as store_mod
+    import sae_core.sources.store as store_mod
 
     original = store_mod.StoreWriter.__init__
 
@@ -177,7 +177,7 @@ def test_replication_gpt_loss_falls(tmp_path):
 
 
 def test_replication_gpt_resumes_to_the_same_weights(tmp_path, monkeypatch):
-    import sae_core.gpt as gpt_mod
+    import sae_core.sources.gpt as gpt_mod
 
     docs = generated_text(200, seed=5)
     cfg = GPTConfig(context=16, vocab_size=120)
@@ -218,7 +218,7 @@ def test_lm_source_end_to_end_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("SAE_REPORT_CACHE", str(tmp_path / "cache"))
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(generated_text(300, seed=6)))
-    from sae_core.pipeline import ensure_family, family_params
+    from sae_core.report.pipeline import ensure_family, family_params
 
     params = family_params({
         "source": "lm", "sizes": [64, 128], "n_steps": 30, "batch_size": 64, "seed": 0,
@@ -242,8 +242,8 @@ def test_hub_corpus_and_model_offline_name_the_missing_network():
     import sys
 
     code = (
-        "from sae_core.lm_pipeline import iter_documents\n"
-        "from sae_core.lm import load_language_model\n"
+        "from sae_core.sources.lm_source import iter_documents\n"
+        "from sae_core.sources.nnsight_sites import load_language_model\n"
         "for call in (lambda: next(iter_documents('Skylion007/openwebtext')),\n"
         "             lambda: load_language_model('EleutherAI/pythia-70m-deduped')):\n"
         "    try:\n"

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-from sae_core.analysis import null_density_curve
+from sae_core.report.analysis import null_density_curve
 
 sns.set_theme(style="whitegrid", context="notebook")
 BINS = np.linspace(0, 1, 51)

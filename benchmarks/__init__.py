@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m benchmarks` (what `make bench` runs)."""

@@ -1,0 +1,57 @@
+"""Shared measuring tools: the float32 matmul peak measured in the same run, a resident-memory sampler."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import torch
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_flops(shapes: list[tuple[int, int, int]], device: torch.device, repeats: int = 3) -> float:
+    """Best FLOP/s over ``repeats`` of the float32 products [n,k]@[k,m] in ``shapes``."""
+    operands = [(torch.randn(n, k, device=device), torch.randn(k, m, device=device)) for n, k, m in shapes]
+    flops = sum(2 * n * k * m for n, k, m in shapes)
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first pass warms up
+        _sync(device)
+        start = time.perf_counter()
+        for a, b in operands:
+            a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return flops / best
+
+
+class RSSSampler:
+    """Samples this process's resident memory in a thread; ``peak_growth`` is max RSS minus RSS at entry."""
+
+    def __init__(self, interval: float = 0.002) -> None:
+        self.interval, self.peak_growth = interval, 0
+        self._stop = threading.Event()
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_growth = max(self.peak_growth, self._rss() - self._start)
+            time.sleep(self.interval)
+
+    def __enter__(self) -> RSSSampler:
+        self._start = self._rss()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
