@@ -13,6 +13,7 @@ exactly the batches it would have seen and ends with the same weights.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from tqdm.auto import tqdm
 
 from sae_core import __version__
 from sae_core.device import resolve_device
-from sae_core.io import atomic_dir, load_optimizer_tensors, optimizer_tensors, write_json_atomic
+from sae_core.io import atomic_dir, write_json_atomic
 from sae_core.sae import SAEConfig, SparseAutoencoder
 
 CHECKPOINT_DIR = "checkpoint"
@@ -57,6 +58,8 @@ class TrainConfig:
     log_every: int = 50  # history row every this many steps
     checkpoint_every: int = 500  # write a resumable checkpoint every this many steps (0: never)
     seed: int = 0  # SAE initialisation seeds are derived from this and d_sae
+    init: str = "transposed"  # SAE initialisation: "transposed" (ours) or "post" (the 2023 code), see SAEConfig
+    fused: bool = True  # one hand-written step for the whole family where it applies (same mathematics)
     device: str = "auto"  # "auto" picks CUDA when present, else CPU
     progress: bool = True  # tqdm bar (TQDM_DISABLE=1 also silences it)
 
@@ -101,84 +104,320 @@ def check_batch(x: torch.Tensor, d_in: int, step: int) -> None:
 
 @dataclass
 class _Member:
-    """One dictionary of the family with its optimizer and dead-latent counter."""
+    """One dictionary of the family with its optimizer (plain path) and its firing record."""
 
     sae: SparseAutoencoder
-    opt: torch.optim.Adam
-    steps_since_fired: torch.Tensor  # [d_sae] long
+    opt: torch.optim.Adam | None  # the plain path's own Adam; None on the fused path
+    steps_since_fired: torch.Tensor  # [d_sae] long: steps since the latent last fired
+    fire_steps: torch.Tensor  # [d_sae] long: steps (batches) in which it fired at least once
+    last_fired: torch.Tensor  # [d_sae] long: last step (1-based) in which it fired; 0 = never
 
 
-def _make_family(cfg: TrainConfig, d_in: int, provenance: dict[str, Any], device: torch.device) -> dict[int, _Member]:
+PARAM_NAMES = ("W_enc", "b_enc", "W_dec")  # trained tensors (b_dec too when use_b_dec)
+LATENT_DIM = {"W_enc": 1, "b_enc": 0, "W_dec": 0, "b_dec": None}  # which axis indexes latents
+LATENT_STATS_FILE = "latent_stats.safetensors"  # per-latent firing record, written with the family
+
+
+def _sae_config(cfg: TrainConfig, d_in: int, size: int, provenance: dict[str, Any]) -> SAEConfig:
+    return SAEConfig(
+        d_in=d_in, d_sae=size, l1_coeff=cfg.l1_coeff, use_b_dec=cfg.use_b_dec,
+        seed=sae_seed(cfg.seed, size), provenance=provenance,
+        **({"init": cfg.init} if "init" in {f.name for f in dataclasses.fields(SAEConfig)} else {}),  # TEMP
+    )
+
+
+def _make_family(cfg: TrainConfig, d_in: int, provenance: dict[str, Any], device: torch.device,
+                 fused: bool) -> dict[int, _Member]:
     members = {}
     for size in cfg.sizes:
-        sae_cfg = SAEConfig(
-            d_in=d_in, d_sae=size, l1_coeff=cfg.l1_coeff, use_b_dec=cfg.use_b_dec,
-            seed=sae_seed(cfg.seed, size), provenance=provenance,
-        )
-        sae = SparseAutoencoder(sae_cfg).to(device)
+        sae = SparseAutoencoder(_sae_config(cfg, d_in, size, provenance)).to(device)
         params = [p for p in sae.parameters() if p.requires_grad]
-        opt = torch.optim.Adam(params, lr=cfg.lr)
-        members[size] = _Member(sae, opt, torch.zeros(size, dtype=torch.long, device=device))
+        opt = None if fused else torch.optim.Adam(params, lr=cfg.lr)
+        counters = [torch.zeros(size, dtype=torch.long, device=device) for _ in range(3)]
+        members[size] = _Member(sae, opt, *counters)
     return members
 
 
+def uses_fused_step(cfg: TrainConfig, members: dict[int, _Member]) -> bool:
+    """The fused step covers the replication's SAE: ReLU, no decoder bias, decoder rows
+    renormalised after the step. Anything else trains on the plain per-SAE autograd step."""
+    if not cfg.fused:
+        return False
+    return all(
+        not m.sae.cfg.use_b_dec and getattr(m.sae.cfg, "activation", "relu") == "relu"
+        and getattr(m.sae.cfg, "decoder_norm", "after_step") == "after_step"
+        for m in members.values()
+    )
+
+
+class _FusedFamily:
+    """Every dictionary of the family in three concatenated tensors, trained by one hand-written
+    step with the same mathematics as ``SparseAutoencoder.loss`` + Adam + renormalisation.
+
+    With S = sum of the sizes, latents of size J occupying columns [o_J, o_J + J)::
+
+        f      = ReLU(x W_enc + b_enc)                      [B, S]   one matmul for the family
+        x̂_J    = f_J W_dec_J                                [B, d]   one matmul per size
+        L_J    = mean((x̂_J - x)^2) + α mean_b sum_j f_bj
+        g_J    = 2 (x̂_J - x) / (B d)                        dL_J / dx̂_J
+        dW_dec_J = f_J^T g_J,   dpre_J = (g_J W_dec_J^T + α/B) * 1[f_J > 0]
+        dW_enc = x^T dpre,      db_enc = sum_b dpre         one matmul for the family
+
+    Forward 4·B·d·S FLOP, backward 6·B·d·S (no gradient with respect to x is needed): the
+    10·B·d·S floor. The L_J share no parameters, so summing them and taking one Adam step over
+    the concatenated tensors is the per-SAE update (Adam is elementwise and every SAE has
+    taken the same number of steps).
+    """
+
+    def __init__(self, members: dict[int, _Member], lr: float, l1_coeff: float) -> None:
+        self.sizes = list(members)
+        self.offsets = dict(zip(self.sizes, itertools.accumulate([0, *self.sizes[:-1]]), strict=True))
+        saes = [m.sae for m in members.values()]
+        self.W_enc = torch.nn.Parameter(torch.cat([s.W_enc.detach() for s in saes], dim=1))  # [d, S]
+        self.b_enc = torch.nn.Parameter(torch.cat([s.b_enc.detach() for s in saes]))  # [S]
+        self.W_dec = torch.nn.Parameter(torch.cat([s.W_dec.detach() for s in saes], dim=0))  # [S, d]
+        self.params = {"W_enc": self.W_enc, "b_enc": self.b_enc, "W_dec": self.W_dec}
+        self.l1_coeff = l1_coeff
+        try:  # one kernel per tensor; the for-loop Adam where a build lacks it
+            self.opt = torch.optim.Adam(self.params.values(), lr=lr, fused=True)
+        except (RuntimeError, ValueError):
+            self.opt = torch.optim.Adam(self.params.values(), lr=lr, foreach=True)
+
+    def block(self, size: int) -> slice:
+        return slice(self.offsets[size], self.offsets[size] + size)
+
+    def view(self, name: str, size: int) -> torch.Tensor:
+        """The slice of a concatenated parameter that belongs to dictionary ``size``."""
+        t = self.params[name].data
+        return t[:, self.block(size)] if LATENT_DIM[name] == 1 else t[self.block(size)]
+
+    def moment(self, name: str, slot: str, size: int) -> torch.Tensor | None:
+        state = self.opt.state.get(self.params[name])
+        if not state or slot not in state:
+            return None
+        t = state[slot]
+        return t[:, self.block(size)] if LATENT_DIM[name] == 1 else t[self.block(size)]
+
+    @torch.no_grad()
+    def step(self, x: torch.Tensor, want_parts: bool) -> tuple[torch.Tensor, dict[int, dict[str, float]]]:
+        """One optimizer step on batch x [B, d]; returns f [B, S] and, if asked, per-size losses."""
+        b, d = x.shape
+        f = torch.relu(torch.addmm(self.b_enc, x, self.W_enc))  # [B, S]
+        active = f > 0
+        dpre = torch.empty_like(f)  # [B, S]
+        grad_dec = torch.empty_like(self.W_dec)  # [S, d]
+        parts: dict[int, dict[str, float]] = {}
+        for size in self.sizes:
+            blk = self.block(size)
+            f_j, w_j = f[:, blk], self.W_dec[blk]
+            err = f_j @ w_j - x  # [B, d]
+            if want_parts:
+                mse, l1 = float(err.pow(2).mean()), float(f_j.sum(1).mean())
+                parts[size] = {"loss": mse + self.l1_coeff * l1, "mse": mse, "l1": l1,
+                               "l0": float(active[:, blk].sum(1).float().mean())}
+            g = err.mul_(2.0 / (b * d))  # dL_J / dx̂_J
+            torch.mm(f_j.t(), g, out=grad_dec[blk])
+            torch.addmm(torch.full((), self.l1_coeff / b, dtype=x.dtype, device=x.device), g, w_j.t(),
+                        out=dpre[:, blk])
+        dpre.mul_(active)
+        self.W_enc.grad = x.t() @ dpre
+        self.b_enc.grad = dpre.sum(0)
+        self.W_dec.grad = grad_dec
+        self.opt.step()
+        self.W_dec.data /= self.W_dec.data.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return f, parts
+
+    def write_back(self, members: dict[int, _Member]) -> None:
+        """Copy the trained slices into each dictionary's own module."""
+        for size, m in members.items():
+            for name in PARAM_NAMES:
+                getattr(m.sae, name).data.copy_(self.view(name, size))
+
+
+# ------------------------------------------------------------------ optimizer state by size
+def _moments(members: dict[int, _Member], fused: _FusedFamily | None, size: int
+             ) -> dict[str, dict[str, torch.Tensor | None]]:
+    """Adam's exp_avg / exp_avg_sq of each trained tensor of dictionary ``size`` (views)."""
+    m = members[size]
+    names = [n for n, p in m.sae.named_parameters() if p.requires_grad]
+    if fused is not None:
+        return {n: {s: fused.moment(n, s, size) for s in ("exp_avg", "exp_avg_sq")} for n in names}
+    params = dict(m.sae.named_parameters())
+    out = {}
+    for n in names:
+        state = m.opt.state.get(params[n], {})
+        out[n] = {s: state.get(s) for s in ("exp_avg", "exp_avg_sq")}
+    return out
+
+
+def _adam_steps(members: dict[int, _Member], fused: _FusedFamily | None) -> int:
+    opts = [fused.opt] if fused is not None else [m.opt for m in members.values()]
+    for opt in opts:
+        for state in opt.state.values():
+            return int(state["step"])
+    return 0
+
+
+def _set_moments(members: dict[int, _Member], fused: _FusedFamily | None, size: int,
+                 moments: dict[str, dict[str, torch.Tensor]], step: int) -> None:
+    m = members[size]
+    if fused is not None:
+        for name, slots in moments.items():
+            p = fused.params[name]
+            state = fused.opt.state.setdefault(p, {})
+            for slot, value in slots.items():
+                if slot not in state:
+                    state[slot] = torch.zeros_like(p.data)
+                target = state[slot][:, fused.block(size)] if LATENT_DIM[name] == 1 else state[slot][fused.block(size)]
+                target.copy_(value)
+            state["step"] = torch.tensor(float(step))
+        return
+    params = dict(m.sae.named_parameters())
+    for name, slots in moments.items():
+        state = m.opt.state.setdefault(params[name], {})
+        for slot, value in slots.items():
+            state[slot] = value.clone()
+        state["step"] = torch.tensor(float(step))
+
+
 # ------------------------------------------------------------------ checkpoints
-def _save_checkpoint(path: Path, members: dict[int, _Member], step: int, history: list[dict]) -> None:
+def _save_checkpoint(path: Path, members: dict[int, _Member], fused: _FusedFamily | None,
+                     step: int, history: list[dict]) -> None:
+    """Per-size weights, Adam moments and firing record: the same files whichever step trained them."""
+    if fused is not None:
+        fused.write_back(members)
     tensors: dict[str, torch.Tensor] = {}
-    meta: dict[str, Any] = {"step": step, "history": history, "param_groups": {}}
     for size, m in members.items():
         for name, t in m.sae.state_dict().items():
             tensors[f"{size}.model.{name}"] = t.detach().cpu().contiguous()
-        tensors[f"{size}.steps_since_fired"] = m.steps_since_fired.cpu()
-        opt_tensors, meta["param_groups"][str(size)] = optimizer_tensors(m.opt, f"{size}.opt")
-        tensors.update(opt_tensors)
+        for field_name in ("steps_since_fired", "fire_steps", "last_fired"):
+            tensors[f"{size}.{field_name}"] = getattr(m, field_name).cpu()
+        for name, slots in _moments(members, fused, size).items():
+            for slot, value in slots.items():
+                if value is not None:
+                    tensors[f"{size}.adam.{name}.{slot}"] = value.detach().cpu().contiguous()
+    meta = {"step": step, "adam_step": _adam_steps(members, fused), "sizes": sorted(members),
+            "history": history}
     with atomic_dir(path) as tmp:
         save_file(tensors, tmp / "state.safetensors")
         (tmp / "meta.json").write_text(json.dumps(meta))
 
 
-def _load_checkpoint(path: Path, members: dict[int, _Member], device: torch.device) -> tuple[int, list[dict]]:
+def _load_checkpoint(path: Path, members: dict[int, _Member], fused: _FusedFamily | None,
+                     device: torch.device) -> tuple[int, list[dict]]:
     tensors = load_file(path / "state.safetensors")
     meta = json.loads((path / "meta.json").read_text())
-    sizes_in_ckpt = sorted(int(k) for k in meta["param_groups"])
-    if sizes_in_ckpt != sorted(members):
-        raise ValueError(f"checkpoint {path} is for sizes {sizes_in_ckpt}, not {sorted(members)}")
+    if meta.get("sizes") != sorted(members):
+        raise ValueError(f"checkpoint {path} is for sizes {meta.get('sizes')}, not {sorted(members)}")
     for size, m in members.items():
         prefix = f"{size}.model."
         m.sae.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
-        m.steps_since_fired = tensors[f"{size}.steps_since_fired"].to(device)
-        load_optimizer_tensors(m.opt, tensors, meta["param_groups"][str(size)], f"{size}.opt", device)
+        for field_name in ("steps_since_fired", "fire_steps", "last_fired"):
+            setattr(m, field_name, tensors[f"{size}.{field_name}"].to(device))
+        if fused is not None:
+            for name in PARAM_NAMES:
+                fused.view(name, size).copy_(getattr(m.sae, name).data)
+        moments: dict[str, dict[str, torch.Tensor]] = {}
+        prefix = f"{size}.adam."
+        for key, value in tensors.items():
+            if key.startswith(prefix):
+                name, slot = key[len(prefix):].split(".")
+                moments.setdefault(name, {})[slot] = value.to(device)
+        if moments:
+            _set_moments(members, fused, size, moments, meta["adam_step"])
     return meta["step"], meta["history"]
 
 
 # ------------------------------------------------------------------ resampling
 @torch.no_grad()
-def _resample_dead(m: _Member, x: torch.Tensor, dead_window: int) -> int:
-    """Re-initialise dead latents towards inputs the SAE reconstructs worst (Bricken et al. 2023)."""
+def _resample_dead(m: _Member, weights: dict[str, torch.Tensor], moments: dict[str, dict[str, torch.Tensor | None]],
+                   x: torch.Tensor, dead_window: int) -> int:
+    """Re-initialise dead latents towards inputs the SAE reconstructs worst (Bricken et al. 2023).
+
+    ``weights`` are the dictionary's W_enc, b_enc, W_dec, b_dec (views that are written in
+    place); ``moments`` its Adam moments, zeroed for the resampled latents."""
     dead = (m.steps_since_fired >= dead_window).nonzero().squeeze(1)
     if len(dead) == 0:
         return 0
-    sae = m.sae
-    err = (sae(x) - x).pow(2).sum(1)
+    w_enc, b_enc, w_dec, b_dec = (weights[n] for n in ("W_enc", "b_enc", "W_dec", "b_dec"))
+    f = torch.relu((x - b_dec) @ w_enc + b_enc)
+    err = (f @ w_dec + b_dec - x).pow(2).sum(1)
     gen = torch.Generator(device="cpu").manual_seed(int(m.steps_since_fired.sum()))
     pick = torch.multinomial(err.cpu() + 1e-12, len(dead), replacement=True, generator=gen).to(x.device)
-    directions = x[pick] - sae.b_dec
+    directions = x[pick] - b_dec
     directions /= directions.norm(dim=1, keepdim=True).clamp_min(1e-12)
     alive = m.steps_since_fired < dead_window
-    enc_norm = sae.W_enc[:, alive].norm(dim=0).mean() if alive.any() else torch.tensor(1.0)
-    sae.W_dec[dead] = directions
-    sae.W_enc[:, dead] = directions.t() * 0.2 * enc_norm
-    sae.b_enc[dead] = 0.0
-    for p in (sae.W_dec, sae.W_enc, sae.b_enc):
-        state = m.opt.state.get(p, {})
-        for slot in ("exp_avg", "exp_avg_sq"):
-            if slot in state:
-                if p is sae.W_enc:
-                    state[slot][:, dead] = 0.0
+    enc_norm = w_enc[:, alive].norm(dim=0).mean() if alive.any() else torch.tensor(1.0)
+    w_dec[dead] = directions
+    w_enc[:, dead] = directions.t() * 0.2 * enc_norm
+    b_enc[dead] = 0.0
+    for name, slots in moments.items():
+        if LATENT_DIM[name] is None:
+            continue
+        for value in slots.values():
+            if value is not None:
+                if LATENT_DIM[name] == 1:
+                    value[:, dead] = 0.0
                 else:
-                    state[slot][dead] = 0.0
+                    value[dead] = 0.0
     m.steps_since_fired[dead] = 0
     return len(dead)
+
+
+def _weights(m: _Member, fused: _FusedFamily | None, size: int) -> dict[str, torch.Tensor]:
+    if fused is None:
+        return {n: getattr(m.sae, n).data for n in (*PARAM_NAMES, "b_dec")}
+    return {**{n: fused.view(n, size) for n in PARAM_NAMES}, "b_dec": m.sae.b_dec.data}
+
+
+def _record_firing(m: _Member, fired: torch.Tensor, step: int) -> None:
+    """fired [d_sae] bool: did each latent fire on any sample of this step's batch."""
+    m.steps_since_fired = torch.where(fired, 0, m.steps_since_fired + 1)
+    m.fire_steps += fired
+    m.last_fired = torch.where(fired, step, m.last_fired)
+
+
+def _plain_step(m: _Member, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """Today's per-SAE step: autograd through ``SparseAutoencoder.loss``, Adam, renormalise."""
+    loss, parts = m.sae.loss(x)
+    m.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    m.opt.step()
+    if getattr(m.sae.cfg, "decoder_norm", "after_step") == "after_step":
+        m.sae.normalize_decoder()
+    f = parts["f"]
+    return f, {"loss": float(parts["loss"]), "mse": float(parts["mse"]), "l1": float(parts["l1"]),
+               "l0": float((f > 0).sum(1).float().mean())}
+
+
+def latent_stats(members: dict[int, _Member], n_steps: int, cfg: TrainConfig, d_in: int
+                 ) -> dict[str, torch.Tensor]:
+    """Per latent of each size: steps fired in, last step fired, and the cosine of its final
+    decoder row with its initial one (the initialisation is regenerated from the seed)."""
+    out: dict[str, torch.Tensor] = {}
+    for size, m in members.items():
+        init = SparseAutoencoder(_sae_config(cfg, d_in, size, {})).features
+        final = m.sae.features.cpu()
+        cos = (init * final).sum(1) / (init.norm(dim=1) * final.norm(dim=1)).clamp_min(1e-12)
+        out[f"{size}.fire_steps"] = m.fire_steps.cpu()
+        out[f"{size}.last_fired"] = m.last_fired.cpu()
+        out[f"{size}.init_cosine"] = cos.float().contiguous()
+    out["n_steps"] = torch.tensor([n_steps])
+    return out
+
+
+def load_latent_stats(family_dir: str | os.PathLike) -> dict[int, dict[str, torch.Tensor]] | None:
+    """``{size: {fire_steps, last_fired, init_cosine}}`` from a trained family folder (None if absent)."""
+    path = Path(family_dir) / LATENT_STATS_FILE
+    if not path.is_file():
+        return None
+    tensors = load_file(path)
+    n_steps = int(tensors.pop("n_steps")[0])
+    out: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        size, name = key.split(".", 1)
+        out.setdefault(int(size), {"n_steps": torch.tensor(n_steps)})[name] = value
+    return out
 
 
 # ------------------------------------------------------------------ the loop
@@ -192,8 +431,12 @@ def train_family(
 
     With ``out_dir`` the run checkpoints there every ``cfg.checkpoint_every`` steps,
     resumes from an existing checkpoint, and finally writes ``sae_<size>/`` folders,
-    ``history.json`` and, last, ``family.json``. ``on_step(step)`` is called after each
-    step (tests use it to interrupt a run).
+    ``latent_stats.safetensors`` (per latent: steps fired in, last step fired, cosine with
+    its initial decoder row), ``history.json`` and, last, ``family.json``. ``on_step(step)``
+    is called after each step (tests use it to interrupt a run).
+
+    The replication SAE (ReLU, no decoder bias) trains on the fused step of
+    :class:`_FusedFamily`; other settings, or ``cfg.fused=False``, on the plain per-SAE step.
     """
     cfg = cfg or TrainConfig()
     d_in = getattr(source, "d_in", None)
@@ -207,12 +450,17 @@ def train_family(
         "train_config": cfg.to_dict(),
         "sae_core_version": __version__,
     }
-    members = _make_family(cfg, d_in, provenance, device)
+    members = _make_family(cfg, d_in, provenance, device, fused=False)
+    fused = None
+    if uses_fused_step(cfg, members):
+        for m in members.values():
+            m.opt = None
+        fused = _FusedFamily(members, cfg.lr, cfg.l1_coeff)
     history: list[dict[str, float]] = []
     start = 0
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and (out / CHECKPOINT_DIR / "meta.json").is_file():
-        start, history = _load_checkpoint(out / CHECKPOINT_DIR, members, device)
+        start, history = _load_checkpoint(out / CHECKPOINT_DIR, members, fused, device)
 
     bar = tqdm(total=cfg.n_steps, initial=start, disable=not cfg.progress, desc=f"SAEs {list(cfg.sizes)}")
     for step in range(start, cfg.n_steps):
@@ -220,24 +468,21 @@ def train_family(
         check_batch(x, d_in, step)
         x = x.to(device, torch.float32, non_blocking=True)
         log = (step + 1) % cfg.log_every == 0 or step + 1 == cfg.n_steps
+        if fused is not None:
+            f_all, fused_parts = fused.step(x, want_parts=log)
+            fired_all = (f_all > 0).any(dim=0)
         for size, m in members.items():
-            loss, parts = m.sae.loss(x)
-            m.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            m.opt.step()
-            m.sae.normalize_decoder()
-            fired = (parts["f"] > 0).any(dim=0)
-            m.steps_since_fired = torch.where(fired, 0, m.steps_since_fired + 1)
+            if fused is not None:
+                fired, parts = fired_all[fused.block(size)], fused_parts.get(size)
+            else:
+                f, parts = _plain_step(m, x)
+                fired = (f > 0).any(dim=0)
+            _record_firing(m, fired, step + 1)
             if cfg.resample_every and (step + 1) % cfg.resample_every == 0:
-                _resample_dead(m, x, cfg.dead_window)
+                _resample_dead(m, _weights(m, fused, size), _moments(members, fused, size), x, cfg.dead_window)
             if log:
                 history.append({
-                    "step": step + 1,
-                    "d_sae": size,
-                    "loss": float(parts["loss"]),
-                    "mse": float(parts["mse"]),
-                    "l1": float(parts["l1"]),
-                    "l0": float((parts["f"] > 0).sum(1).float().mean()),
+                    "step": step + 1, "d_sae": size, **parts,
                     # counted only once a full window has passed, so early steps are not all "dead"
                     "dead_frac": float((m.steps_since_fired >= cfg.dead_window).float().mean()),
                 })
@@ -245,15 +490,18 @@ def train_family(
         if log:
             bar.set_postfix(mse=f"{history[-1]['mse']:.2e}", l0=f"{history[-1]['l0']:.1f}")
         if out is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
-            _save_checkpoint(out / CHECKPOINT_DIR, members, step + 1, history)
+            _save_checkpoint(out / CHECKPOINT_DIR, members, fused, step + 1, history)
         if on_step is not None:
             on_step(step + 1)
     bar.close()
 
+    if fused is not None:
+        fused.write_back(members)
     saes = {size: m.sae.eval().cpu() for size, m in members.items()}
     if out is not None:
         for size, sae in saes.items():
             sae.save(out / f"sae_{size}")
+        save_file(latent_stats(members, cfg.n_steps, cfg, d_in), out / LATENT_STATS_FILE)
         write_json_atomic(out / "history.json", history)
         write_json_atomic(out / FAMILY_FILE, {"sizes": list(cfg.sizes), "provenance": provenance})
     return saes, history

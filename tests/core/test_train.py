@@ -232,3 +232,119 @@ def test_tensor_source_epochs_cover_every_row():
     epoch = torch.cat([src.batch(i, 5) for i in range(4)])
     assert sorted(epoch[:, 0].tolist()) == list(range(0, 40, 2))
     assert torch.equal(src.batch(7, 6), TensorSource(x, seed=3).batch(7, 6))
+
+
+# ------------------------------------------------------------------ the fused family step
+def _reference_loop(src, sizes, n_steps, batch_size, l1_coeff, lr=1e-3, seed=0):
+    """The plain loop as first written: autograd through SparseAutoencoder.loss, one torch
+    Adam per SAE, decoder rows renormalised after each step."""
+    from sae_core.train import sae_seed
+
+    saes = {s: SparseAutoencoder(SAEConfig(d_in=src.d_in, d_sae=s, l1_coeff=l1_coeff, seed=sae_seed(seed, s)))
+            for s in sizes}
+    opts = {s: torch.optim.Adam([p for p in sae.parameters() if p.requires_grad], lr=lr) for s, sae in saes.items()}
+    for step in range(n_steps):
+        x = src.batch(step, batch_size)
+        for s, sae in saes.items():
+            loss, _ = sae.loss(x)
+            opts[s].zero_grad()
+            loss.backward()
+            opts[s].step()
+            sae.normalize_decoder()
+    return saes
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_fused_and_plain_steps_give_the_reference_weights(fused):
+    src = SyntheticSource(SMALL_SOURCE)
+    sizes, n_steps = (16, 40, 96), 6
+    reference = _reference_loop(src, sizes, n_steps, 64, l1_coeff=1e-2)
+    trained, history = train_family(src, quiet(sizes=sizes, n_steps=n_steps, batch_size=64, l1_coeff=1e-2,
+                                               fused=fused, log_every=1))
+    for s in sizes:
+        for name in ("W_enc", "b_enc", "W_dec"):
+            ref, got = getattr(reference[s], name).detach(), getattr(trained[s], name).detach()
+            assert torch.allclose(got, ref, rtol=1e-5, atol=1e-6), (fused, s, name, (got - ref).abs().max())
+    # the logged losses are the loss of the step's forward pass, by either path
+    x = src.batch(n_steps - 1, 64)
+    assert {row["d_sae"] for row in history} == set(sizes)
+    assert all(row["loss"] > 0 and row["l0"] >= 0 for row in history)
+    assert x.shape == (64, src.d_in)
+
+
+def test_fused_step_is_used_only_where_it_applies():
+    from sae_core.train import _make_family, uses_fused_step
+
+    members = _make_family(quiet(sizes=(8,)), 4, {}, torch.device("cpu"), fused=False)
+    assert uses_fused_step(quiet(sizes=(8,)), members)
+    assert not uses_fused_step(quiet(sizes=(8,), fused=False), members)
+    with_bias = _make_family(quiet(sizes=(8,), use_b_dec=True), 4, {}, torch.device("cpu"), fused=False)
+    assert not uses_fused_step(quiet(sizes=(8,), use_b_dec=True), with_bias)
+
+
+@pytest.mark.parametrize("first,second", [(True, False), (False, True)])
+def test_checkpoints_resume_across_the_two_steps(tmp_path, first, second):
+    src = SyntheticSource(SMALL_SOURCE)
+    base = dict(sizes=(16, 40), n_steps=20, batch_size=32, checkpoint_every=10, log_every=5, l1_coeff=1e-2)
+    reference, _ = train_family(src, quiet(fused=second, **base))
+
+    def interrupt(step: int) -> None:
+        if step == 12:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_family(src, quiet(fused=first, **base), out_dir=tmp_path, on_step=interrupt)
+    resumed, _ = train_family(src, quiet(fused=second, **base), out_dir=tmp_path)
+    for s in (16, 40):
+        assert torch.allclose(resumed[s].W_dec, reference[s].W_dec, atol=1e-6)
+        assert torch.allclose(resumed[s].W_enc, reference[s].W_enc, atol=1e-6)
+
+
+def test_resampling_gives_the_same_weights_by_either_step():
+    src = SyntheticSource(SMALL_SOURCE)
+    base = dict(sizes=(64, 128), n_steps=60, batch_size=32, dead_window=10, resample_every=20, l1_coeff=3e-2)
+    fused, _ = train_family(src, quiet(fused=True, **base))
+    plain, _ = train_family(src, quiet(fused=False, **base))
+    for s in (64, 128):
+        assert torch.allclose(fused[s].W_dec, plain[s].W_dec, atol=1e-5), (fused[s].W_dec - plain[s].W_dec).abs().max()
+
+
+def test_latent_stats_record_firing_and_distance_from_init(tmp_path):
+    from sae_core.train import load_latent_stats
+
+    # every input lies along one direction u (times a positive scale): a latent whose initial
+    # encoder column has <w, u> < 0 never fires, so it never gets a gradient
+    gen = torch.Generator().manual_seed(0)
+    u = torch.randn(8, generator=gen)
+    x = u * (0.5 + torch.rand(512, 1, generator=gen))
+    cfg = quiet(sizes=(16, 64), n_steps=30, batch_size=32, l1_coeff=1e-3)
+    saes, _ = train_family(TensorSource(x), cfg, out_dir=tmp_path)
+    stats = load_latent_stats(tmp_path)
+    assert sorted(stats) == [16, 64]
+    initial = _reference_loop(TensorSource(x), (16, 64), 0, 32, l1_coeff=1e-3)
+    for s in (16, 64):
+        st = stats[s]
+        assert int(st["n_steps"]) == 30
+        expected_never = (u @ initial[s].W_enc.detach()) <= 0
+        never = st["fire_steps"] == 0
+        assert torch.equal(never, expected_never)
+        assert 0 < int(never.sum()) < s
+        assert torch.equal(never, st["last_fired"] == 0)
+        assert (st["fire_steps"][~never] == 30).all() or (st["last_fired"][~never] > 0).all()
+        # never fired: no gradient, so the decoder row is its initial row
+        assert torch.allclose(st["init_cosine"][never], torch.ones(int(never.sum())), atol=1e-6)
+        assert torch.allclose(saes[s].W_dec[never], initial[s].W_dec.detach()[never], atol=1e-6)
+        assert (st["init_cosine"][~never] < 1 - 1e-5).all()
+
+
+def test_latent_stats_count_steps_fired_exactly():
+    from sae_core.train import _make_family, _record_firing
+
+    members = _make_family(quiet(sizes=(3,)), 2, {}, torch.device("cpu"), fused=False)
+    m = members[3]
+    pattern = [[True, False, False], [True, True, False], [False, True, False]]
+    for step, fired in enumerate(pattern, start=1):
+        _record_firing(m, torch.tensor(fired), step)
+    assert m.fire_steps.tolist() == [2, 2, 0]
+    assert m.last_fired.tolist() == [2, 3, 0]
+    assert m.steps_since_fired.tolist() == [1, 0, 3]
