@@ -104,3 +104,26 @@ def sample_mcs_null(n: int, k: int, m: int, seed: int = 0) -> np.ndarray:
     _check(k, m)
     u = np.random.default_rng(seed).uniform(size=n)
     return mcs_null_quantile(u, k, m)
+
+
+def mcs_null_mode(k: int, m: int) -> float:
+    """The mode of the null density g = G': where the MCS of a random feature is most likely.
+
+    Found by bounded scalar minimisation of -log g between the 0.1% and 99.9% quantiles,
+    where g is unimodal (a product of a power of F_K and a unimodal f_K).
+    """
+    _check(k, m)
+    from scipy import optimize
+
+    lo, hi = mcs_null_quantile(np.array([1e-3, 1 - 1e-3]), k, m)
+    res = optimize.minimize_scalar(lambda x: -float(mcs_null_logpdf(np.array([x]), k, m)[0]),
+                                   bounds=(float(lo), float(hi)), method="bounded", options={"xatol": 1e-7})
+    return float(res.x)
+
+
+def truncated_quantile(q: np.ndarray, k: int, m: int, cutoff: float) -> np.ndarray:
+    """Quantiles of the null conditioned on MCS < ``cutoff``: G^{-1}(q · G(cutoff))."""
+    mass = float(mcs_null_cdf(np.array([cutoff]), k, m)[0])
+    if mass <= 0:
+        raise ValueError(f"the MCS null for K={k}, M={m} has no mass below {cutoff}")
+    return mcs_null_quantile(np.asarray(q, dtype=np.float64) * mass, k, m)

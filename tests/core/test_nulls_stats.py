@@ -163,3 +163,80 @@ def test_bimodality_needs_two_real_modes():
     assert not bimodality(one).bimodal  # no valley between the sides of 0.5
     stray = np.clip(np.concatenate([rng.normal(0.3, 0.03, 10), rng.normal(0.95, 0.02, 990)]), 0, 1)
     assert not bimodality(stray).bimodal  # 1% below 0.5 is not a mode
+
+
+# ------------------------------------------------------------------ calibrated low-mode test
+def test_null_mode_matches_a_dense_grid_and_the_issue_figure():
+    for k, m in ((512, 4096), (128, 8192), (32, 256)):
+        x = np.linspace(0, 1, 200_001)[1:-1]
+        grid_mode = x[np.argmax(nulls.mcs_null_logpdf(x, k, m))]
+        assert abs(nulls.mcs_null_mode(k, m) - grid_mode) < 1e-4
+    assert abs(nulls.mcs_null_mode(512, 4096) - 0.155) < 0.002
+    # at K = 32 half of the null lies above 0.5: a typed 0.5 cutoff would call chance "high"
+    assert nulls.mcs_null_quantile(0.5, 32, 8192) > 0.5
+
+
+def test_truncated_quantile_is_the_conditional_null():
+    k, m, cut = 128, 8192, 0.38
+    draws = sampled_null_mcs(4000, m, k, seed=3).numpy()
+    below = np.sort(draws[draws < cut])
+    q = (np.arange(below.size) + 0.5) / below.size
+    assert np.abs(below - nulls.truncated_quantile(q, k, m, cut)).max() < 0.02
+    assert nulls.truncated_quantile(1.0, k, m, cut) == pytest.approx(cut, abs=1e-9)
+    with pytest.raises(ValueError, match="no mass below"):
+        nulls.truncated_quantile(0.5, k, m, -0.99)
+
+
+@pytest.mark.parametrize("n", [50, 200, 1000])
+def test_truncated_null_test_is_calibrated(n):
+    """Samples drawn from the truncated null itself (exact inverse CDF, not the test's own
+    table) are called consistent with chance in about 95% of 300 trials."""
+    from sae_core.stats import truncated_null_test
+
+    k, m = 128, 8192
+    cut = null_cutoff(k, m, 0.99)
+    rng = np.random.default_rng(n)
+    rejected = 0
+    trials = 300
+    for _ in range(trials):
+        sample = nulls.truncated_quantile(rng.uniform(size=n), k, m, cut)
+        rejected += not truncated_null_test(sample, k, m, cut, n_mc=1000, seed=7).consistent(0.05)
+    rate = rejected / trials
+    assert 0.01 <= rate <= 0.10, rate  # 5% +- 3.3 standard errors of a binomial(300, 0.05)
+
+
+def test_truncated_null_test_rejects_a_small_shift():
+    from sae_core.stats import truncated_null_test
+
+    k, m = 128, 8192
+    cut = null_cutoff(k, m, 0.99)
+    rng = np.random.default_rng(11)
+    trials, rejected = 100, 0
+    for _ in range(trials):
+        sample = nulls.truncated_quantile(rng.uniform(size=1000), k, m, cut) + 0.02
+        result = truncated_null_test(sample, k, m, cut, n_mc=1000, seed=7)
+        rejected += not result.consistent(0.05)
+    assert rejected / trials >= 0.9
+    assert result.w1 > result.expected + 3 * result.spread
+
+
+def test_old_bootstrap_rule_was_miscalibrated_and_the_new_test_is_not():
+    """The rule this test replaces: "distinguishable from chance" when the bootstrap interval's
+    low end of W1(low part, null) lies above W1(random set, null) for each of four random
+    dictionaries of the full size (4096 features). At equal n that comparison is unfair to a
+    small low part, so exact-null samples of n = 200 are called distinguishable far more often
+    than 5%; the Monte Carlo test at the sample's own n is not."""
+    from sae_core.stats import truncated_null_test
+
+    k, m, n, full = 128, 8192, 200, 4096
+    cut = 0.5  # the old rule's cutoff; at K = 128, M = 8192 the null has all its mass below it
+    rng = np.random.default_rng(5)
+    trials, old_calls, new_calls = 20, 0, 0
+    for t in range(trials):
+        sample = nulls.truncated_quantile(rng.uniform(size=n), k, m, cut)
+        randoms = [nulls.truncated_quantile(rng.uniform(size=full), k, m, cut) for _ in range(4)]
+        boot = bootstrap_wasserstein(sample, k=k, m=m, n_boot=60, seed=t)
+        old_calls += boot.low > max(wasserstein1_to_null(r, k, m, n_grid=20_000) for r in randoms)
+        new_calls += not truncated_null_test(sample, k, m, cut, seed=t).consistent()
+    assert old_calls / trials > 0.5
+    assert new_calls / trials < 0.2
