@@ -121,8 +121,9 @@ LATENT_STATS_FILE = "latent_stats.safetensors"  # per-latent firing record, writ
 def _sae_config(cfg: TrainConfig, d_in: int, size: int, provenance: dict[str, Any]) -> SAEConfig:
     return SAEConfig(
         d_in=d_in, d_sae=size, l1_coeff=cfg.l1_coeff, use_b_dec=cfg.use_b_dec,
-        seed=sae_seed(cfg.seed, size), provenance=provenance,
-        **({"init": cfg.init} if "init" in {f.name for f in dataclasses.fields(SAEConfig)} else {}),  # TEMP
+        seed=sae_seed(cfg.seed, size), provenance=provenance, init=cfg.init,
+        # the 2023 code normalised decoder rows inside the forward pass; ours after each step
+        decoder_norm="in_forward" if cfg.init == "post" else "after_step",
     )
 
 

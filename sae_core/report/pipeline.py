@@ -13,7 +13,7 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +23,11 @@ from sae_core import __version__
 from sae_core.io import cache_root
 from sae_core.sae import SparseAutoencoder, load_family
 from sae_core.sources.synthetic import SyntheticConfig, SyntheticSource
-from sae_core.train import TrainConfig, family_is_complete, train_family
+from sae_core.train import TrainConfig, family_is_complete, load_latent_stats, train_family
 
 # Notebook parameters that decide the dictionaries. ``synthetic`` and ``lm`` are dicts
 # of overrides for the source's config (SyntheticConfig / LMSourceConfig).
-TRAIN_KEYS = ("sizes", "n_steps", "batch_size", "lr", "l1_coeff", "seed", "resample_every", "use_b_dec")
+TRAIN_KEYS = ("sizes", "n_steps", "batch_size", "lr", "l1_coeff", "seed", "resample_every", "use_b_dec", "init")
 FAMILY_KEYS = ("source", *TRAIN_KEYS, "synthetic", "lm")
 
 
@@ -42,6 +42,9 @@ def family_params(namespace: Mapping[str, Any]) -> dict[str, Any]:
     if "sizes" not in params:
         raise ValueError("the parameters must list the dictionary sizes ('sizes')")
     params["sizes"] = sorted(int(s) for s in params["sizes"])
+    defaults = TrainConfig().to_dict()
+    for key in TRAIN_KEYS:  # an unset training parameter is its default: equal settings, equal keys
+        params.setdefault(key, defaults[key])
     overrides = dict(params.pop("synthetic", None) or {}), dict(params.pop("lm", None) or {})
     if source == "synthetic":
         params["synthetic"] = dataclasses.asdict(SyntheticConfig(**overrides[0]))
@@ -80,6 +83,7 @@ class Family:
     saes: dict[int, SparseAutoencoder]
     history: list[dict[str, float]]
     source: Any  # SyntheticSource (with ground truth) or an LM activation source
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False)  # per-family results a chapter reuses
 
     @property
     def sizes(self) -> list[int]:
@@ -97,6 +101,14 @@ class Family:
     @property
     def true_features(self) -> torch.Tensor | None:
         return getattr(self.source, "true_features", None)
+
+    @property
+    def latent_stats(self) -> dict[int, dict[str, torch.Tensor]] | None:
+        """Per latent of each size, recorded during training: steps fired in, last step fired,
+        cosine of the final decoder row with the initial one (see ``train.latent_stats``)."""
+        if "latent_stats" not in self.memo:
+            self.memo["latent_stats"] = load_latent_stats(self.path)
+        return self.memo["latent_stats"]
 
     def sample(self, n: int, offset: int = 10**6) -> torch.Tensor:
         """``n`` activations from batch index ``offset`` of the source: for the synthetic source

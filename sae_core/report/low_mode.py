@@ -1,0 +1,263 @@
+"""What the low-MCS features are: dead latents, noise, or features the larger dictionary missed.
+
+The post listed three explanations for the low mode and had evidence for none. Each is a
+measurable property of a latent:
+
+- **dead**: it fires on none of ``n`` held-out activations. With zero firings in n samples its
+  firing rate is below 3/n at 95% confidence (the "rule of three", Hanley & Lippman-Hand 1983),
+  the detection limit quoted with every dead share. A latent that never fires gets no
+  gradient, so its decoder row stays near its random initialisation and its MCS against any
+  dictionary is the random null by construction; the training record (steps fired in, last
+  step fired, cosine with the initial decoder row) shows when it stopped.
+- **noise**: the low mode grows when isotropic noise is added to the activations (an ablation).
+- **unfound**: an alive low-MCS feature that recurs in a second seed of the larger size, or that
+  reconstructs its inputs better than the larger dictionary does.
+
+Every comparison of a low part with chance uses the Monte Carlo test at its own sample size
+(``stats.truncated_null_test``) against the null truncated at the same cutoff.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from sae_core import nulls, stats
+from sae_core.report.pipeline import Family, ensure_family
+from sae_core.similarity import max_cosine_similarity
+
+NEVER_MOVED_COS = 0.99  # cosine with the initial decoder row above which a latent "never moved"
+MIN_PART = 10  # fewer features than this in a part: no distribution to compare with chance
+
+
+def split_cutoff(family: Family, against: int, null_q: float = 0.99) -> float:
+    """The high/low split for K = d_in and M = ``against``: the null's ``null_q`` quantile."""
+    return stats.null_cutoff(family.d_in, against, null_q)
+
+
+def mcs(family: Family, size: int, against: int) -> np.ndarray:
+    """MCS of dictionary ``size`` against ``against`` (memoised on the family)."""
+    key = ("mcs", size, against)
+    if key not in family.memo:
+        family.memo[key] = max_cosine_similarity(family.features(size), family.features(against)).values.numpy()
+    return family.memo[key]
+
+
+def heldout_fires(family: Family, size: int, n_samples: int, chunk: int = 4096) -> np.ndarray:
+    """How many of ``n_samples`` held-out activations each latent of ``size`` fires on
+    (chunked, so the [n, d_sae] code matrix never exists at once; memoised)."""
+    key = ("fires", size, n_samples)
+    if key not in family.memo:
+        x = family.sample(n_samples)
+        counts = torch.zeros(size, dtype=torch.long)
+        with torch.no_grad():
+            for start in range(0, n_samples, chunk):
+                counts += (family.saes[size].encode(x[start:start + chunk]) > 0).sum(0)
+        family.memo[key] = counts.numpy()
+    return family.memo[key]
+
+
+def detection_limit(n_samples: int) -> float:
+    """Upper 95% bound on the firing rate of a latent seen firing 0 times in n samples: 3/n."""
+    return 3.0 / n_samples
+
+
+@dataclass
+class Anatomy:
+    """The low part of one dictionary's MCS against a larger one, taken apart."""
+
+    size: int
+    against: int
+    cutoff: float
+    n: int  # features of the dictionary
+    n_low: int
+    n_dead: int  # of the whole dictionary: fire on none of n_heldout samples
+    n_low_dead: int
+    n_low_never_moved: int  # low and cosine with the initial decoder row >= NEVER_MOVED_COS
+    n_low_alive: int
+    n_heldout: int
+    low_dead_share: float | None  # None when there is no low part
+    last_fired_dead: float | None  # median step at which the low dead latents last fired in training
+    n_steps: int | None
+    alive_low_test: stats.TruncatedNullTest | None  # None: fewer than MIN_PART alive low features
+    dead_low_test: stats.TruncatedNullTest | None
+    values: np.ndarray  # MCS of every feature
+    dead: np.ndarray  # bool per feature
+    never_moved: np.ndarray  # bool per feature (all False when the family has no training record)
+
+    @property
+    def alive_low_share_of_dictionary(self) -> float:
+        return self.n_low_alive / self.n
+
+
+def anatomy(family: Family, size: int, against: int, cutoff: float, n_heldout: int = 32768,
+            n_mc: int = 1000, seed: int = 0) -> Anatomy:
+    """Dead, never-moved and alive parts of the low-MCS features of ``size`` against ``against``."""
+    v = mcs(family, size, against)
+    dead = heldout_fires(family, size, n_heldout) == 0
+    record = (family.latent_stats or {}).get(size)
+    never_moved = (record["init_cosine"].numpy() >= NEVER_MOVED_COS) if record else np.zeros(size, bool)
+    low = v < cutoff
+    k = family.d_in
+
+    def test(mask: np.ndarray) -> stats.TruncatedNullTest | None:
+        return stats.truncated_null_test(v[mask], k, against, cutoff, n_mc=n_mc, seed=seed) \
+            if mask.sum() >= MIN_PART else None
+
+    last_fired = None
+    if record is not None and (low & dead).any():
+        last_fired = float(np.median(record["last_fired"].numpy()[low & dead]))
+    n_low = int(low.sum())
+    return Anatomy(
+        size, against, cutoff, size, n_low, int(dead.sum()), int((low & dead).sum()), int((low & never_moved).sum()),
+        int((low & ~dead).sum()), n_heldout, float((low & dead).sum() / n_low) if n_low else None,
+        last_fired, int(record["n_steps"]) if record else None, test(low & ~dead), test(low & dead), v, dead,
+        never_moved,
+    )
+
+
+def anatomy_by_size(family: Family, against: int, cutoff: float, n_heldout: int = 32768, n_mc: int = 1000,
+                    seed: int = 0) -> list[Anatomy]:
+    return [anatomy(family, s, against, cutoff, n_heldout, n_mc, seed) for s in family.sizes if s < against]
+
+
+# ------------------------------------------------------------------ ablations
+@dataclass
+class AblationRow:
+    name: str
+    overrides: dict[str, Any]
+    family_key: str
+    small: int
+    mid: int
+    large: int
+    low_share_small: float  # share of `small` below the null cutoff against `large`
+    low_share_small_post: float  # the same with the post's 0.5
+    bimodal_small: bool
+    high_share_mid_post: float  # share of `mid` at or above 0.5 (the post: < 25% at 4096)
+    dead_share: dict[int, float]  # per size, held-out
+    low_dead_share_mid: float | None
+    alive_low_mid: int
+    alive_low_test_mid: stats.TruncatedNullTest | None
+
+
+def _merge(params: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``overrides`` over family ``params``; nested source settings (``synthetic``, ``lm``) merge."""
+    out = dict(params)
+    for key, value in overrides.items():
+        if key in ("synthetic", "lm") and isinstance(value, Mapping):
+            out[key] = {**(out.get(key) or {}), **value}
+        else:
+            out[key] = value
+    return out
+
+
+def ablation_name(overrides: Mapping[str, Any]) -> str:
+    if not overrides:
+        return "baseline"
+    parts = []
+    for key, value in overrides.items():
+        if isinstance(value, Mapping):
+            parts += [f"{k}={v}" for k, v in value.items()]
+        else:
+            parts.append(f"{key}={value}")
+    return ", ".join(parts)
+
+
+def ablation_family(base: Family, overrides: Mapping[str, Any], sizes: Sequence[int], progress: bool = True) -> Family:
+    """The family with ``base``'s settings, ``sizes`` and ``overrides`` (trained or loaded from the cache)."""
+    from sae_core.report.pipeline import family_params
+
+    params = _merge({**base.params, "sizes": list(sizes)}, overrides)
+    params = family_params(params)
+    return base if params == base.params else ensure_family(params, progress=progress)
+
+
+def ablation_row(family: Family, name: str, overrides: Mapping[str, Any], small: int, mid: int, large: int,
+                 null_q: float, n_heldout: int, n_mc: int, seed: int) -> AblationRow:
+    cut = split_cutoff(family, large, null_q)
+    v_small, v_mid = mcs(family, small, large), mcs(family, mid, large)
+    mid_anatomy = anatomy(family, mid, large, cut, n_heldout, n_mc, seed)
+    return AblationRow(
+        name, dict(overrides), family.key, small, mid, large,
+        float((v_small < cut).mean()), float((v_small < stats.POST_CUTOFF).mean()), stats.bimodality(v_small).bimodal,
+        float((v_mid >= stats.POST_CUTOFF).mean()),
+        {s: float((heldout_fires(family, s, n_heldout) == 0).mean()) for s in family.sizes},
+        mid_anatomy.low_dead_share, mid_anatomy.n_low_alive, mid_anatomy.alive_low_test,
+    )
+
+
+def ablation_table(base: Family, ablations: Sequence[Mapping[str, Any]], sizes: Sequence[int], small: int,
+                   mid: int, large: int, null_q: float = 0.99, n_heldout: int = 32768, n_mc: int = 1000,
+                   seed: int = 0, progress: bool = True) -> list[AblationRow]:
+    """One row per setting: the baseline (``base``'s settings at ``sizes``) and each override."""
+    rows = []
+    for overrides in [{}, *ablations]:
+        fam = ablation_family(base, overrides, sizes, progress)
+        rows.append(ablation_row(fam, ablation_name(overrides), overrides, small, mid, large, null_q, n_heldout,
+                                 n_mc, seed))
+    return rows
+
+
+# ------------------------------------------------------------------ the seed ceiling
+@dataclass
+class SeedCeiling:
+    seeds: tuple[int, int]
+    cutoff: float  # null cutoff for K = d_in, M = each size (per size below)
+    same_size: dict[int, float]  # share of features of seed A's size J with MCS >= cutoff(J) against seed B's J
+    across_sizes: dict[int, float]  # share of seed A's J with MCS >= cutoff(large) against seed A's large
+    cutoffs: dict[int, float]
+    alive_low: int  # alive low-MCS features of `mid` (seed A) against seed A's large
+    alive_low_recur: int  # of those, with MCS >= cutoff against seed B's large dictionary
+    alive_low_better: int  # of those, where `mid` reconstructs their firing samples better than `large`
+    alive_low_scored: int  # alive low features with enough firing samples to score reconstruction
+
+
+def seed_ceiling(family: Family, other: Family, mid: int, large: int, null_q: float = 0.99,
+                 n_heldout: int = 32768, min_fires: int = 20) -> SeedCeiling:
+    """Same-size MCS between two seeds against MCS across sizes (Paulo & Belrose 2025 measure the
+    former), and two tests of the "unfound feature" explanation for alive low features."""
+    sizes = [s for s in family.sizes if s in other.saes]
+    cutoffs = {s: stats.null_cutoff(family.d_in, s, null_q) for s in sizes}
+    same = {}
+    for s in sizes:
+        v = max_cosine_similarity(family.features(s), other.features(s)).values.numpy()
+        same[s] = float((v >= cutoffs[s]).mean())
+    across = {s: float((mcs(family, s, large) >= cutoffs[large]).mean()) for s in sizes if s < large}
+    cut = cutoffs[large]
+    v = mcs(family, mid, large)
+    alive = heldout_fires(family, mid, n_heldout) > 0
+    alive_low = np.flatnonzero((v < cut) & alive)
+    recur = max_cosine_similarity(family.features(mid)[alive_low], other.features(large)).values.numpy() \
+        if alive_low.size else np.zeros(0)
+    better, scored = _reconstruction_edge(family, mid, large, alive_low, n_heldout, min_fires)
+    return SeedCeiling((family.params["seed"], other.params["seed"]), cut, same, across, cutoffs, int(alive_low.size),
+                       int((recur >= cut).sum()), better, scored)
+
+
+def _reconstruction_edge(family: Family, small: int, large: int, latents: np.ndarray, n_samples: int,
+                         min_fires: int) -> tuple[int, int]:
+    """For each latent of ``small``: on the held-out samples where it fires, is the small
+    dictionary's squared error lower than the large one's? Returns (# lower, # scored)."""
+    if latents.size == 0:
+        return 0, 0
+    x = family.sample(n_samples)
+    with torch.no_grad():
+        sae_s, sae_l = family.saes[small], family.saes[large]
+        err_s = (sae_s(x) - x).pow(2).sum(1)
+        err_l = (sae_l(x) - x).pow(2).sum(1)
+        fires = sae_s.encode(x)[:, torch.from_numpy(latents)] > 0  # [n, len(latents)]
+    better = scored = 0
+    for j in range(latents.size):
+        mask = fires[:, j]
+        if int(mask.sum()) >= min_fires:
+            scored += 1
+            better += bool(err_s[mask].mean() < err_l[mask].mean())
+    return better, scored
+
+
+def null_mode(family: Family, against: int) -> float:
+    return nulls.mcs_null_mode(family.d_in, against)
