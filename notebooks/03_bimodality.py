@@ -32,6 +32,7 @@ seed = 0
 small_size = 1024  # the post's pair: 1024 against 8192 (falls back to the largest size)
 large_size = 8192
 null_quantile = 0.99  # the null cutoff is this quantile of the analytic MCS null
+n_heldout = 32768  # held-out activations on which "never fire" is decided
 true_cos_threshold = 0.9  # a learned feature "is" a true feature above this cosine (synthetic source)
 layers = []  # language-model source: also compare small vs large at these layers (the same site kind)
 
@@ -39,7 +40,7 @@ layers = []  # language-model source: also compare small vs large at these layer
 import numpy as np
 from myst_nb import glue
 
-from sae_core import stats
+from sae_core import nulls, stats
 from sae_core.report import analysis, pipeline, plots
 
 # %% tags=["nbval-ignore-output"]
@@ -48,14 +49,17 @@ family = pipeline.ensure_family(pipeline.family_params(globals()))
 # %%
 small, large = analysis.compared_pair(family, small_size, large_size)
 values = analysis.smaller_mcs(family, large)
-rows = analysis.bimodality_table(family, large, null_quantile, values=values)
-fig = plots.mcs_histograms(values, large, family.d_in)
+null_cut = stats.null_cutoff(family.d_in, large, null_quantile)
+rows = analysis.bimodality_table(family, large, null_quantile, values=values, n_heldout=n_heldout)
+fig = plots.mcs_histograms(values, large, family.d_in, cutoff=null_cut)
 plots.glue_figure("fig_hist", fig)
 glue("large", large, display=False)
 glue("small", small, display=False)
 glue("pair", f"{small} vs {large}", display=False)
 glue("d", family.d_in, display=False)
-glue("null_cut", stats.null_cutoff(family.d_in, large, null_quantile), display=False)
+glue("null_cut", null_cut, display=False)
+glue("null_q", null_quantile, display=False)
+glue("null_mode", nulls.mcs_null_mode(family.d_in, large), display=False)
 post_row = next(r for r in rows if r.size == small)
 glue("low_mode", post_row.low_mode, display=False)
 glue("high_mode", post_row.high_mode, display=False)
@@ -63,13 +67,36 @@ glue("frac_high", post_row.frac_high_post, display=False)
 glue("frac_high_null", post_row.frac_high_null, display=False)
 glue("n_small", post_row.n, display=False)
 glue("true_thr", true_cos_threshold, display=False)
+
+
+def pct(x: float | None) -> str:
+    return "–" if x is None else f"{x:.1%}"
+
+
 plots.table(
-    ["size", "features", "low mode", "high mode", "MCS ≥ 0.5", "above null cutoff", "mean MCS", "bimodal",
+    ["size", "features", "low mode", "high mode", "above null cutoff", "MCS ≥ 0.5", "mean MCS", "bimodal",
      "high: near a true feature", "low: near a true feature", "low: never fire"],
-    [[r.size, r.n, f"{r.low_mode:.2f}", f"{r.high_mode:.2f}", f"{r.frac_high_post:.1%}", f"{r.frac_high_null:.1%}",
-      f"{r.mean:.3f}", "yes" if r.bimodal else "no", f"{r.high_true:.1%}", f"{r.low_true:.1%}",
-      f"{r.low_dead:.1%}"] for r in rows],
+    [[r.size, r.n, f"{r.low_mode:.2f}", f"{r.high_mode:.2f}", f"{r.frac_high_null:.1%}", f"{r.frac_high_post:.1%}",
+      f"{r.mean:.3f}", "yes" if r.bimodal else "no", pct(r.high_true), pct(r.low_true), pct(r.low_dead)]
+     for r in rows],
 )
+bimodal_sizes = [r.size for r in rows if r.bimodal]
+if post_row.bimodal:
+    pair_sentence = (
+        f"For the post's pair, {small} vs {large} ({post_row.n} features), the distribution is bimodal: the tallest "
+        f"bin below 0.5 sits at {post_row.low_mode:.2f} and the tallest bin at or above 0.5 at "
+        f"{post_row.high_mode:.2f}."
+    )
+else:
+    others = (f" The sizes whose distribution is bimodal against {large} are {', '.join(map(str, bimodal_sizes))}."
+              if bimodal_sizes else f" No smaller size has a bimodal distribution against {large} here.")
+    pair_sentence = (
+        f"For the post's pair, {small} vs {large} ({post_row.n} features), the distribution is not bimodal here: "
+        f"{1 - post_row.frac_high_post:.1%} of the features lie below 0.5.{others}"
+    )
+glue("pair_sentence", pair_sentence, display=False)
+glue("truth_note", "" if family.true_features is not None else
+     " The true-feature columns are empty: a language model has no known features.", display=False)
 
 # %% [markdown]
 # ```{glue:figure} fig_hist
@@ -77,18 +104,20 @@ plots.table(
 #
 # MCS of each feature of every smaller dictionary against the {glue:text}`large`-feature
 # dictionary (one panel per size; panel titles give the number of features), normalised as
-# densities, with the analytic null for K = {glue:text}`d` and M = {glue:text}`large` in red.
+# densities. The red curve is the analytic null for K = {glue:text}`d` and M =
+# {glue:text}`large`, truncated at the null cutoff {glue:text}`null_cut:.3f` (dotted) and
+# scaled to the share of features below it, so its area is the share it describes.
 # ```
 #
-# For the post's pair, {glue:text}`pair` ({glue:text}`n_small` features), the tallest bin
-# below 0.5 sits at {glue:text}`low_mode:.2f` and the tallest bin at or above 0.5 at
-# {glue:text}`high_mode:.2f`; {glue:text}`frac_high:.1%` of the features have MCS ≥ 0.5,
-# and {glue:text}`frac_high_null:.1%` lie above the null cutoff {glue:text}`null_cut:.3f`.
-# The table above gives the same numbers for every size, whether the distribution is bimodal
-# (at least 5% of features on each side of 0.5 and a valley below half the smaller peak), and,
-# on a synthetic source, how many high- and low-MCS features lie within cosine
-# {glue:text}`true_thr` of a true feature and how many low-MCS features never fire on held-out
-# data (nan for a language model, which has no known features).
+# {glue:text}`pair_sentence` {glue:text}`frac_high_null:.1%` of its features lie at or above
+# the null cutoff {glue:text}`null_cut:.3f` (the {glue:text}`null_q` quantile of the MCS of
+# random directions for K = {glue:text}`d`, M = {glue:text}`large`, whose mode is
+# {glue:text}`null_mode:.3f`), and {glue:text}`frac_high:.1%` at or above the post's 0.5. The
+# table gives the same numbers for every size, whether the distribution is bimodal (at least
+# 5% of features on each side of 0.5 and a valley below half the smaller peak), and the share
+# of low-MCS features that fire on none of the held-out activations; on a synthetic source
+# also how many high- and low-MCS features lie within cosine {glue:text}`true_thr` of a true
+# feature.{glue:text}`truth_note`
 #
 # ## Across layers
 #
@@ -127,8 +156,9 @@ plots.glue_figure("fig_one_to_one", plots.scatter_pair(greedy, matched, "max MCS
 glue("mean_greedy", float(greedy.mean()), display=False)
 glue("mean_matched", float(matched.mean()), display=False)
 glue("frac_high_matched", stats.split_high_low(matched).frac_high, display=False)
-glue("n_shared_targets", int(len(greedy) - len(np.unique(analysis.max_cosine_similarity(
-    family.features(small), family.features(large)).indices))), display=False)
+nearest = analysis.max_cosine_similarity(family.features(small), family.features(large)).indices.numpy()
+_, inverse, counts = np.unique(nearest, return_inverse=True, return_counts=True)
+glue("n_shared_targets", int((counts[inverse] > 1).sum()), display=False)  # every feature whose target is shared
 
 # %% [markdown]
 # ```{glue:figure} fig_one_to_one
@@ -141,8 +171,8 @@ glue("n_shared_targets", int(len(greedy) - len(np.unique(analysis.max_cosine_sim
 #
 # Mean MCS falls from {glue:text}`mean_greedy:.3f` to {glue:text}`mean_matched:.3f` under
 # one-to-one matching, and the share of features at or above 0.5 becomes
-# {glue:text}`frac_high_matched:.1%`; {glue:text}`n_shared_targets` features had a nearest
-# large feature that another small feature also chose.
+# {glue:text}`frac_high_matched:.1%`; {glue:text}`n_shared_targets` features share their nearest
+# large feature with at least one other small feature.
 #
 # ## What the true features show
 #
@@ -151,24 +181,30 @@ glue("n_shared_targets", int(len(greedy) - len(np.unique(analysis.max_cosine_sim
 # held-out data?
 
 # %%
-truth = analysis.ground_truth(family, small, large, true_cos_threshold=true_cos_threshold, values=greedy)
+truth = analysis.ground_truth(family, small, large, null_cut, true_cos_threshold=true_cos_threshold, values=greedy,
+                              n_heldout=n_heldout)
+
+
+def share_text(x: float | None, side: str) -> str:
+    return f"no {side}-MCS feature" if x is None else f"{x:.1%}"
+
+
 if truth is None:
-    verdict = "This source has no ground truth (a language model), so this check does not apply."
-    for key in ("high_true", "low_true", "low_dead", "high_dead"):
-        glue(key, float("nan"), display=False)
+    verdict = ("This source has no ground truth (a language model), so this check does not apply; chapter 5 splits "
+               "the low-MCS features into dead and alive for every source.")
     plots.glue_figure("fig_truth", plots.scatter_pair(greedy, greedy, "MCS", "MCS", "no ground truth"))
 else:
-    glue("high_true", truth.high_matching_true, display=False)
-    glue("low_true", truth.low_matching_true, display=False)
-    glue("low_dead", truth.low_dead, display=False)
-    glue("high_dead", truth.high_dead, display=False)
     plots.glue_figure("fig_truth", plots.scatter_pair(truth.mcs_to_largest, truth.mcs_to_true, f"MCS against {large}",
                                          "MCS against the true features", f"{small}-feature dictionary"))
-    agrees = truth.high_matching_true > truth.low_matching_true
-    verdict = (
-        f"High-MCS features are {'more' if agrees else 'not more'} often true features than low-MCS ones "
-        f"({truth.high_matching_true:.1%} against {truth.low_matching_true:.1%})."
-    )
+    high_t, low_t = truth.high_matching_true, truth.low_matching_true
+    if high_t is None or low_t is None:
+        verdict = (f"Every feature of the {small}-feature dictionary lies on one side of the null cutoff, so high- and "
+                   "low-MCS features cannot be compared here. ")
+    else:
+        verdict = (f"High-MCS features are {'more' if high_t > low_t else 'not more'} often true features than "
+                   f"low-MCS ones ({high_t:.1%} against {low_t:.1%}). ")
+    verdict += (f"Among high-MCS features {share_text(truth.high_dead, 'high')} never fire on held-out data; "
+                f"among low-MCS features {share_text(truth.low_dead, 'low')}.")
 glue("truth_verdict", verdict, display=False)
 
 # %% [markdown]
@@ -179,5 +215,4 @@ glue("truth_verdict", verdict, display=False)
 # {glue:text}`large`-feature dictionary (x) and against the source's true features (y).
 # ```
 #
-# {glue:text}`truth_verdict` Among high-MCS features {glue:text}`high_dead:.1%` never fire on
-# held-out data; among low-MCS features {glue:text}`low_dead:.1%` never fire.
+# {glue:text}`truth_verdict`

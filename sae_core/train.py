@@ -54,7 +54,7 @@ class TrainConfig:
     l1_coeff: float = 1e-3  # alpha in MSE + alpha * L1 (replication: 1e-3)
     use_b_dec: bool = False  # learned decoder bias (off in the replication)
     dead_window: int = 400  # a latent is dead if it has not fired in this many steps
-    resample_every: int = 0  # >0: resample dead latents every this many steps (off: replication)
+    resample_every: int = 0  # >0: resample dead latents every this many steps, not in the last half-interval
     log_every: int = 50  # history row every this many steps
     checkpoint_every: int = 500  # write a resumable checkpoint every this many steps (0: never)
     seed: int = 0  # SAE initialisation seeds are derived from this and d_sae
@@ -479,7 +479,9 @@ def train_family(
                 f, parts = _plain_step(m, x)
                 fired = (f > 0).any(dim=0)
             _record_firing(m, fired, step + 1)
-            if cfg.resample_every and (step + 1) % cfg.resample_every == 0:
+            # no resampling in the last half-interval: a resampled latent needs steps to learn
+            if (cfg.resample_every and (step + 1) % cfg.resample_every == 0
+                    and cfg.n_steps - (step + 1) >= cfg.resample_every // 2):
                 _resample_dead(m, _weights(m, fused, size), _moments(members, fused, size), x, cfg.dead_window)
             if log:
                 history.append({

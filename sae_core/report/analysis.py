@@ -31,7 +31,31 @@ def compared_pair(family: Family, small_size: int, large_size: int) -> tuple[int
 
 
 def mcs_values(family: Family, size: int, against: int) -> np.ndarray:
-    return max_cosine_similarity(family.features(size), family.features(against)).values.numpy()
+    """MCS of dictionary ``size`` against ``against`` (memoised on the family)."""
+    key = ("mcs", size, against)
+    if key not in family.memo:
+        family.memo[key] = max_cosine_similarity(family.features(size), family.features(against)).values.numpy()
+    return family.memo[key]
+
+
+def heldout_fires(family: Family, size: int, n_samples: int, chunk: int = 4096) -> np.ndarray:
+    """How many of ``n_samples`` held-out activations each latent of ``size`` fires on
+    (chunked, so the [n, d_sae] code matrix never exists at once; memoised)."""
+    key = ("fires", size, n_samples)
+    if key not in family.memo:
+        x = family.sample(n_samples)
+        counts = torch.zeros(size, dtype=torch.long)
+        with torch.no_grad():
+            for start in range(0, n_samples, chunk):
+                counts += (family.saes[size].encode(x[start:start + chunk]) > 0).sum(0)
+        family.memo[key] = counts.numpy()
+    return family.memo[key]
+
+
+def detection_limit(n_samples: int) -> float:
+    """Upper 95% bound on the firing rate of a latent seen firing 0 times in n samples: 3/n
+    (the rule of three, Hanley & Lippman-Hand 1983)."""
+    return 3.0 / n_samples
 
 
 @dataclass
@@ -42,12 +66,12 @@ class BimodalityRow:
     low_mode: float
     high_mode: float
     frac_high_post: float  # share with MCS >= 0.5
-    frac_high_null: float  # share above the null's 99% quantile
+    frac_high_null: float  # share at or above the null cutoff (the null's quantile for K = d_in, M = against)
     mean: float
     bimodal: bool  # see stats.bimodality
-    high_true: float  # synthetic source: share of high-MCS features near a true feature (NaN otherwise)
-    low_true: float  # the same among low-MCS features
-    low_dead: float  # share of low-MCS features that never fire on held-out data
+    high_true: float | None  # synthetic source: share of high-MCS features near a true feature (None otherwise)
+    low_true: float | None  # the same among low-MCS features (None also when there is none)
+    low_dead: float | None  # share of low-MCS features (null cutoff) that fire on no held-out sample
 
 
 def smaller_mcs(family: Family, against: int) -> dict[int, np.ndarray]:
@@ -56,35 +80,29 @@ def smaller_mcs(family: Family, against: int) -> dict[int, np.ndarray]:
 
 
 def bimodality_table(family: Family, against: int, null_q: float = 0.99,
-                     values: dict[int, np.ndarray] | None = None) -> list[BimodalityRow]:
-    """Per smaller size: modes, high shares, bimodality and (synthetic) ground truth.
+                     values: dict[int, np.ndarray] | None = None, n_heldout: int = 32768) -> list[BimodalityRow]:
+    """Per smaller size: modes, high shares, bimodality, dead share of the low part (every source)
+    and, on a synthetic source, ground truth. Low means below the null cutoff for (d_in, against).
 
     ``values`` is :func:`smaller_mcs`'s result when the caller already has it."""
-    cut = stats.null_cutoff(family.d_in, family.saes[against].cfg.d_sae, null_q)
+    cut = stats.null_cutoff(family.d_in, against, null_q)
     rows = []
     for size, v in (values if values is not None else smaller_mcs(family, against)).items():
-        low, high = stats.histogram_modes(v)
-        truth = ground_truth(family, size, against, values=v)
-        nan = float("nan")
-        rows.append(BimodalityRow(size, against, v.size, low, high, stats.split_high_low(v).frac_high,
+        low_mode, high_mode = stats.histogram_modes(v)
+        truth = ground_truth(family, size, against, cutoff=cut, values=v)
+        dead = heldout_fires(family, size, n_heldout) == 0
+        low = v < cut
+        rows.append(BimodalityRow(size, against, v.size, low_mode, high_mode, stats.split_high_low(v).frac_high,
                                   stats.split_high_low(v, cut).frac_high, float(v.mean()),
                                   stats.bimodality(v).bimodal,
-                                  truth.high_matching_true if truth else nan,
-                                  truth.low_matching_true if truth else nan,
-                                  truth.low_dead if truth else nan))
+                                  truth.high_matching_true if truth else None,
+                                  truth.low_matching_true if truth else None,
+                                  float(dead[low].mean()) if low.any() else None))
     return rows
 
 
 def one_to_one_values(family: Family, size: int, against: int) -> np.ndarray:
     return one_to_one_mcs(family.features(size), family.features(against)).values.numpy()
-
-
-def firing_rates(family: Family, size: int, n_samples: int = 8192) -> np.ndarray:
-    """Fraction of held-out samples on which each latent of dictionary ``size`` fires."""
-    x = family.sample(n_samples)
-    with torch.no_grad():
-        f = family.saes[size].encode(x)
-    return (f > 0).float().mean(0).numpy()
 
 
 @dataclass
@@ -97,26 +115,27 @@ class GroundTruth:
     true_cos_threshold: float
     n_high: int
     n_low: int
-    high_matching_true: float  # share of high-MCS features within threshold of a true feature
-    low_matching_true: float
-    low_dead: float  # share of low-MCS features that never fire on held-out data
-    high_dead: float
+    high_matching_true: float | None  # share of high-MCS features within threshold of a true feature
+    low_matching_true: float | None  # (None: no feature on that side of the cutoff)
+    low_dead: float | None  # share of low-MCS features that fire on no held-out sample
+    high_dead: float | None
     mcs_to_largest: np.ndarray
     mcs_to_true: np.ndarray
 
 
-def ground_truth(family: Family, size: int, against: int, cutoff: float = stats.POST_CUTOFF,
-                 true_cos_threshold: float = 0.9, values: np.ndarray | None = None) -> GroundTruth | None:
+def ground_truth(family: Family, size: int, against: int, cutoff: float,
+                 true_cos_threshold: float = 0.9, values: np.ndarray | None = None,
+                 n_heldout: int = 32768) -> GroundTruth | None:
     """``values``: MCS of ``size`` against ``against`` when the caller already has it."""
     if family.true_features is None:
         return None
     v = values if values is not None else mcs_values(family, size, against)
     t = max_cosine_similarity(family.features(size), family.true_features).values.numpy()
-    dead = firing_rates(family, size) == 0
+    dead = heldout_fires(family, size, n_heldout) == 0
     high = v >= cutoff
 
-    def share(mask: np.ndarray, of: np.ndarray) -> float:
-        return float(mask[of].mean()) if of.any() else float("nan")
+    def share(mask: np.ndarray, of: np.ndarray) -> float | None:
+        return float(mask[of].mean()) if of.any() else None
 
     matching = t >= true_cos_threshold
     return GroundTruth(size, against, cutoff, true_cos_threshold, int(high.sum()), int((~high).sum()),
@@ -124,25 +143,42 @@ def ground_truth(family: Family, size: int, against: int, cutoff: float = stats.
                        v, t)
 
 
+RANDOM_SEED_BASE = 2**40  # random dictionaries' seeds start here: never an SAE's initialisation seed
+
+
 def random_sets(n: int, m: int, d: int, n_sets: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """MCS of ``n`` against ``m`` Gaussian features in ``d`` dims, ``n_sets`` independent draws."""
+    """MCS of ``n`` against ``m`` Gaussian features in ``d`` dims, ``n_sets`` independent draws.
+
+    Seeds are offset by ``RANDOM_SEED_BASE`` so a random dictionary is never the initial
+    decoder of an SAE (whose seed is ``seed * 1_000_003 + d_sae``)."""
     out = {}
     for r in range(n_sets):
-        a = gaussian_dictionary(n, d, seed=seed + 2 * r)
-        b = gaussian_dictionary(m, d, seed=seed + 2 * r + 1)
+        a = gaussian_dictionary(n, d, seed=RANDOM_SEED_BASE + 4 * (seed * 1024 + r))
+        b = gaussian_dictionary(m, d, seed=RANDOM_SEED_BASE + 4 * (seed * 1024 + r) + 1)
         out[f"random {r + 1}"] = max_cosine_similarity(a, b).values.numpy()
     return out
 
 
+def _subsample(values: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``n`` of ``values`` without replacement (all of them when there are no more)."""
+    if values.size <= n:
+        return values
+    return np.random.default_rng(seed).choice(values, n, replace=False)
+
+
 @dataclass
 class NullComparison:
+    size: int
+    against: int
+    cutoff: float
     names: list[str]
-    distances: np.ndarray  # W1 among named sets, each restricted to MCS < cutoff (NaN: nothing below it)
+    distances: np.ndarray  # W1 among named sets below the cutoff, each subsampled to n_low (NaN: no low part)
     samples: dict[str, np.ndarray]
     learned_low: np.ndarray
-    emd_to_null: stats.BootstrapCI | None  # learned low part vs the analytic null (None: no low part)
-    random_to_null: list[float]  # each random set vs the analytic null (chance's own spread)
-    indistinguishable: bool
+    test: stats.TruncatedNullTest | None  # learned low part vs the truncated null at its own n (None: no low part)
+    random_tests: list[stats.TruncatedNullTest]  # each random set's low part, subsampled to n_low, the same way
+    expected_between: float  # mean W1 between two samples of n_low from the truncated null
+    consistent: bool
     verdict: str
 
 
@@ -153,63 +189,84 @@ def _below(values: np.ndarray, cutoff: float) -> np.ndarray:
     return values[values < cutoff]
 
 
-def null_comparison(family: Family, size: int, against: int, n_random: int = 4, alt_factor: int = 2,
-                    cutoff: float = stats.POST_CUTOFF, n_boot: int = 200, seed: int = 0) -> NullComparison:
-    """The post's Figures 4-7: the learned low-MCS part against random dictionaries of the same shape.
+def low_mode_size(family: Family, requested: int, against: int, cutoff: float) -> int:
+    """The size a low-mode comparison leads with: ``requested`` (the post's 1024) when it has a
+    low part of at least ``MIN_LOW_FEATURES`` features against ``against``, else the smaller
+    size with the most features below the cutoff."""
+    counts = {s: int((mcs_values(family, s, against) < cutoff).sum()) for s in family.sizes if s < against}
+    if counts.get(requested, 0) >= MIN_LOW_FEATURES:
+        return requested
+    best = max(counts, key=lambda s: (counts[s], s))
+    return best if counts[best] >= MIN_LOW_FEATURES else requested
 
-    With fewer than ``MIN_LOW_FEATURES`` learned features below ``cutoff`` there is no low
-    mode: its distances are NaN and the verdict says so.
+
+def null_comparison(family: Family, size: int, against: int, cutoff: float, n_random: int = 4,
+                    alt_factor: int = 2, n_mc: int = 1000, seed: int = 0) -> NullComparison:
+    """The post's Figures 4-7, at equal sample size: the learned low part (MCS < ``cutoff``) against
+    random dictionaries of the same shapes, each random low part subsampled to the learned n_low,
+    and the Monte Carlo test against the null truncated at ``cutoff`` (``stats.truncated_null_test``).
+
+    With fewer than ``MIN_LOW_FEATURES`` learned features below ``cutoff`` there is no low mode:
+    its distances are NaN, its test None, and the verdict says so.
     """
     d = family.d_in
     learned = mcs_values(family, size, against)
-    samples = {"learned": learned, **random_sets(size, against, d, n_random, seed=seed + 1000)}
-    alt = random_sets(size, alt_factor * against, d, 1, seed=seed + 5000)["random 1"]
+    samples = {"learned": learned, **random_sets(size, against, d, n_random, seed=seed)}
+    alt = random_sets(size, alt_factor * against, d, 1, seed=seed + 1)["random 1"]
     samples[f"alt params ({size} vs {alt_factor * against})"] = alt
     names = list(samples)
-    low = {n: _below(v, cutoff) for n, v in samples.items()}
-    dist = np.full((len(names), len(names)), np.nan)
+    learned_low = _below(learned, cutoff)
+    n_low = learned_low.size
+    if n_low < MIN_LOW_FEATURES:
+        return NullComparison(size, against, cutoff, names, np.full((len(names), len(names)), np.nan), samples,
+                              learned_low, None, [], float("nan"), False,
+                              f"absent: only {n_low} of {learned.size} features have MCS below {cutoff:.3f}, "
+                              "so there is no low mode to compare with chance")
+    low = {name: (learned_low if name == "learned" else _subsample(_below(v, cutoff), n_low, seed + i))
+           for i, (name, v) in enumerate(samples.items())}
+    dist = np.zeros((len(names), len(names)))
     for i, a in enumerate(names):
-        for j, b in enumerate(names):
-            if len(low[a]) >= MIN_LOW_FEATURES and len(low[b]) >= MIN_LOW_FEATURES:
-                dist[i, j] = 0.0 if i == j else stats.wasserstein1(low[a], low[b])
-    learned_low = low["learned"]
-    random_to_null = [stats.wasserstein1_to_null(low[f"random {r + 1}"], d, against) for r in range(n_random)]
-    if len(learned_low) < MIN_LOW_FEATURES:
-        return NullComparison(names, dist, samples, learned_low, None, random_to_null, False,
-                              f"absent: only {len(learned_low)} of {len(learned)} features have MCS below "
-                              f"{cutoff}, so there is no low mode to compare with chance")
-    boot = stats.bootstrap_wasserstein(learned_low, k=d, m=against, n_boot=n_boot, seed=seed)
-    # Indistinguishable from chance: the learned distance's interval reaches down to the
-    # distances that random dictionaries of the same shape have from the same null.
-    indistinguishable = boot.low <= max(random_to_null)
-    verdict = ("indistinguishable from chance at this sample size: its interval reaches the distances of random "
-               "dictionaries" if indistinguishable else
-               "distinguishable from chance: even the lower end of its interval is above the distance of every "
-               "random dictionary of the same shape")
-    return NullComparison(names, dist, samples, learned_low, boot, random_to_null, indistinguishable, verdict)
+        for j in range(i + 1, len(names)):
+            dist[i, j] = dist[j, i] = stats.wasserstein1(low[a], low[names[j]])
+    test = stats.truncated_null_test(learned_low, d, against, cutoff, n_mc=n_mc, seed=seed)
+    random_tests = [stats.truncated_null_test(low[f"random {r + 1}"], d, against, cutoff, n_mc=n_mc, seed=seed)
+                    for r in range(n_random)]
+    expected = stats.expected_w1_between_samples(n_low, d, against, cutoff, seed=seed)
+    if test.consistent():
+        verdict = (f"consistent with the random null at its own sample size (n = {n_low}; W1 {test.w1:.4f} against "
+                   f"{test.expected:.4f} expected from chance; p = {test.p_value:.3f})")
+    else:
+        verdict = (f"distinguishable from the random null at its own sample size (n = {n_low}; W1 {test.w1:.4f} "
+                   f"against {test.expected:.4f} ± {test.spread:.4f} expected from chance; p = {test.p_value:.3f})")
+    return NullComparison(size, against, cutoff, names, dist, samples, learned_low, test, random_tests, expected,
+                          test.consistent(), verdict)
 
 
-def emd_by_size(family: Family, sizes: list[int], against: int, n_random: int = 4,
-                cutoff: float = stats.POST_CUTOFF, seed: int = 0) -> list[dict[str, float]]:
-    """The post's Figure 8: per size, W1(learned low part, random) and W1(random, random)."""
+def emd_by_size(family: Family, sizes: list[int], against: int, cutoff: float, n_random: int = 4,
+                n_mc: int = 1000, seed: int = 0) -> list[dict[str, float]]:
+    """The post's Figure 8 at equal sample size: per size, W1(learned low part, random low part
+    subsampled to the same n), W1 between random low parts of that n, the W1 that sampling alone
+    gives at that n, and the test against the truncated null. Sizes with fewer than
+    ``MIN_LOW_FEATURES`` low features are listed with ``n_low`` only."""
     rows = []
     for size in sizes:
         if size not in family.saes or size >= against:
             continue
         learned = _below(mcs_values(family, size, against), cutoff)
-        rand = [_below(v, cutoff) for v in random_sets(size, against, family.d_in, n_random, seed=seed + size).values()]
-        has_low = len(learned) >= MIN_LOW_FEATURES  # else NaN: no low part to measure
-        random_vs_random = [stats.wasserstein1(rand[i], rand[j])
-                            for i in range(n_random) for j in range(i + 1, n_random)]
-        rows.append({
-            "size": size,
-            "n_low": int(learned.size),
-            "learned_vs_random": float(np.mean([stats.wasserstein1(learned, r) for r in rand])) if has_low
-            else float("nan"),
-            "random_vs_random": float(np.mean(random_vs_random)) if random_vs_random else float("nan"),
-            "learned_vs_null": stats.wasserstein1_to_null(learned, family.d_in, against) if has_low
-            else float("nan"),
-        })
+        n = learned.size
+        row: dict[str, float] = {"size": size, "n_low": int(n)}
+        if n >= MIN_LOW_FEATURES:
+            rand = [_subsample(_below(v, cutoff), n, seed + r)
+                    for r, v in enumerate(random_sets(size, against, family.d_in, n_random, seed=seed + size).values())]
+            test = stats.truncated_null_test(learned, family.d_in, against, cutoff, n_mc=n_mc, seed=seed)
+            row.update({
+                "learned_vs_random": float(np.mean([stats.wasserstein1(learned, r) for r in rand])),
+                "random_vs_random": float(np.mean([stats.wasserstein1(rand[i], rand[j])
+                                                   for i in range(n_random) for j in range(i + 1, n_random)])),
+                "expected_between": stats.expected_w1_between_samples(n, family.d_in, against, cutoff, seed=seed),
+                "learned_vs_null": test.w1, "expected_to_null": test.expected, "p_value": test.p_value,
+            })
+        rows.append(row)
     return rows
 
 
@@ -262,19 +319,23 @@ def per_layer_mcs(family: Family, layers: list[int], small: int, large: int,
     return out
 
 
-def reconstruction_table(family: Family, n_samples: int = 8192) -> list[dict[str, float]]:
-    """Per size on ``n_samples`` activations: L0, fraction of variance explained, dead share.
+def reconstruction_table(family: Family, n_samples: int = 32768, chunk: int = 4096) -> list[dict[str, float]]:
+    """Per size on ``n_samples`` held-out activations (the samples :func:`heldout_fires` uses):
+    L0, fraction of variance explained, and the share of latents that fire on none of them.
 
-    FVE = 1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2; a latent is dead here if it fires
-    on none of the samples.
+    FVE = 1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2 (computed in chunks).
     """
     x = family.sample(n_samples)
-    total = (x - x.mean(0)).pow(2).sum()
+    total = float((x - x.mean(0)).pow(2).sum())
     rows = []
     with torch.no_grad():
         for size, sae in family.saes.items():
-            x_hat, f = sae(x, output_features=True)
-            rows.append({"size": size, "l0": float((f > 0).sum(1).float().mean()),
-                         "fve": float(1 - (x - x_hat).pow(2).sum() / total),
-                         "dead": float(((f > 0).sum(0) == 0).float().mean())})
+            active = err = 0.0
+            for start in range(0, n_samples, chunk):
+                xb = x[start:start + chunk]
+                x_hat, f = sae(xb, output_features=True)
+                active += float((f > 0).sum())
+                err += float((xb - x_hat).pow(2).sum())
+            rows.append({"size": size, "l0": active / n_samples, "fve": 1 - err / total,
+                         "dead": float((heldout_fires(family, size, n_samples) == 0).mean())})
     return rows

@@ -26,8 +26,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO_ROOT / "notebooks"
 PROFILES = NOTEBOOKS / "profiles"
 CHAPTERS = (
-    "01_introduction", "02_methods", "03_bimodality", "04_random_nulls",
-    "05_cross_dictionary", "06_feature_splitting", "07_conclusions",
+    "01_introduction", "02_methods", "03_bimodality", "04_random_nulls", "05_low_mode",
+    "06_cross_dictionary", "07_feature_splitting", "08_conclusions",
 )
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book/references.md", "book/references.bib")
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from sae_core import nulls, stats
+from sae_core.report import analysis
 from sae_core.report.pipeline import Family, ensure_family
 from sae_core.similarity import max_cosine_similarity
 
@@ -39,31 +40,9 @@ def split_cutoff(family: Family, against: int, null_q: float = 0.99) -> float:
     return stats.null_cutoff(family.d_in, against, null_q)
 
 
-def mcs(family: Family, size: int, against: int) -> np.ndarray:
-    """MCS of dictionary ``size`` against ``against`` (memoised on the family)."""
-    key = ("mcs", size, against)
-    if key not in family.memo:
-        family.memo[key] = max_cosine_similarity(family.features(size), family.features(against)).values.numpy()
-    return family.memo[key]
-
-
-def heldout_fires(family: Family, size: int, n_samples: int, chunk: int = 4096) -> np.ndarray:
-    """How many of ``n_samples`` held-out activations each latent of ``size`` fires on
-    (chunked, so the [n, d_sae] code matrix never exists at once; memoised)."""
-    key = ("fires", size, n_samples)
-    if key not in family.memo:
-        x = family.sample(n_samples)
-        counts = torch.zeros(size, dtype=torch.long)
-        with torch.no_grad():
-            for start in range(0, n_samples, chunk):
-                counts += (family.saes[size].encode(x[start:start + chunk]) > 0).sum(0)
-        family.memo[key] = counts.numpy()
-    return family.memo[key]
-
-
-def detection_limit(n_samples: int) -> float:
-    """Upper 95% bound on the firing rate of a latent seen firing 0 times in n samples: 3/n."""
-    return 3.0 / n_samples
+mcs = analysis.mcs_values
+heldout_fires = analysis.heldout_fires
+detection_limit = analysis.detection_limit
 
 
 @dataclass
@@ -171,8 +150,11 @@ def ablation_family(base: Family, overrides: Mapping[str, Any], sizes: Sequence[
     """The family with ``base``'s settings, ``sizes`` and ``overrides`` (trained or loaded from the cache)."""
     from sae_core.report.pipeline import family_params
 
-    params = _merge({**base.params, "sizes": list(sizes)}, overrides)
-    params = family_params(params)
+    if not overrides and set(sizes) <= set(base.sizes):
+        # every dictionary of a family trains on its own (same batches, seed from its size),
+        # so the baseline at a subset of sizes is that subset of the family
+        return base.subset(sizes)
+    params = family_params(_merge({**base.params, "sizes": list(sizes)}, overrides))
     return base if params == base.params else ensure_family(params, progress=progress)
 
 

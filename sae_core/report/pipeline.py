@@ -102,6 +102,15 @@ class Family:
     def true_features(self) -> torch.Tensor | None:
         return getattr(self.source, "true_features", None)
 
+    def subset(self, sizes) -> Family:
+        """The same family restricted to ``sizes`` (each dictionary trained independently of the others)."""
+        missing = sorted(set(sizes) - set(self.saes))
+        if missing:
+            raise KeyError(f"sizes {missing} are not in this family ({self.sizes})")
+        keep = sorted(set(sizes))
+        return Family({**self.params, "sizes": keep}, self.key, self.path, {s: self.saes[s] for s in keep},
+                      [r for r in self.history if r["d_sae"] in keep], self.source, self.memo)
+
     @property
     def latent_stats(self) -> dict[int, dict[str, torch.Tensor]] | None:
         """Per latent of each size, recorded during training: steps fired in, last step fired,

@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
+from sae_core import nulls
 from sae_core.report.analysis import null_density_curve
 
 sns.set_theme(style="whitegrid", context="notebook")
@@ -32,22 +33,63 @@ def training_curves(history: list[dict[str, float]]) -> plt.Figure:
     return fig
 
 
-def mcs_histograms(values: Mapping[int | str, np.ndarray], against: int, d: int) -> plt.Figure:
-    """One panel per entry (a smaller size, or a layer): its MCS against ``against``, with the analytic null."""
+def _scaled_null(ax, d: int, against: int, values: np.ndarray, cutoff: float | None, label: str) -> None:
+    """The null density over a density histogram of ``values``, scaled to the share it describes:
+    with a cutoff, the null truncated below it times the share of features below it."""
+    x, pdf = null_density_curve(d, against)
+    if cutoff is not None:
+        share = float((values < cutoff).mean())
+        mass = float(nulls.mcs_null_cdf(np.array([cutoff]), d, against)[0])
+        keep = x < cutoff
+        x, pdf = x[keep], pdf[keep] / mass * share
+    ax.plot(x, pdf, color="C3", lw=1.5, label=label)
+
+
+def mcs_histograms(values: Mapping[int | str, np.ndarray], against: int, d: int,
+                   cutoff: float | None = None) -> plt.Figure:
+    """One panel per entry (a smaller size, or a layer): its MCS against ``against``, with the analytic
+    null; with ``cutoff``, the null truncated below it and scaled to the share of features there."""
     n = len(values)
     cols = min(n, 3)
     rows = int(np.ceil(n / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.2 * rows), squeeze=False)
-    x, pdf = null_density_curve(d, against)
     for ax, (size, v) in zip(axes.flat, values.items(), strict=False):
         ax.hist(v, bins=BINS, density=True, color="C0", alpha=0.8, label="learned")
-        ax.plot(x, pdf, color="C3", lw=1.5, label=f"null K={d}, M={against}")
+        _scaled_null(ax, d, against, v, cutoff, f"null K={d}, M={against}")
+        if cutoff is not None:
+            ax.axvline(cutoff, color="grey", lw=0.8, ls=":")
         ax.set_title(f"{size} vs {against} ({len(v)} features)" if isinstance(size, int)
                      else f"{size} ({len(v)} features vs {against})")
         ax.set_xlabel("max cosine similarity")
     for ax in axes.flat[n:]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def dead_alive_histograms(parts: Sequence, d: int) -> plt.Figure:
+    """Per size (``low_mode.Anatomy``): MCS histogram stacked by alive / dead but moved / dead and
+    never moved from its initial decoder row, counts scaled to densities of the whole dictionary,
+    with the truncated null scaled to the share of features below the cutoff."""
+    n = len(parts)
+    cols = min(n, 3)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.2 * rows), squeeze=False)
+    width = BINS[1] - BINS[0]
+    for ax, a in zip(axes.flat, parts, strict=False):
+        groups = [(~a.dead, "alive", "C0"), (a.dead & ~a.never_moved, "dead, moved", "C1"),
+                  (a.dead & a.never_moved, "dead, never moved", "C7")]
+        ax.hist([a.values[m] for m, _, _ in groups], bins=BINS, stacked=True,
+                weights=[np.full(int(m.sum()), 1 / (a.n * width)) for m, _, _ in groups],
+                color=[c for _, _, c in groups], label=[lab for _, lab, _ in groups])
+        _scaled_null(ax, d, a.against, a.values, a.cutoff, "null below cutoff")
+        ax.axvline(a.cutoff, color="grey", lw=0.8, ls=":")
+        ax.set_title(f"{a.size} vs {a.against}: {a.n_low} low, {a.n_low_dead} dead")
+        ax.set_xlabel("max cosine similarity")
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -82,13 +124,19 @@ def distance_heatmap(names: Sequence[str], distances: np.ndarray, title: str) ->
 def emd_by_size(rows: list[dict[str, float]]) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     sizes = [r["size"] for r in rows]
-    for key, label in (("learned_vs_random", "learned vs random"), ("random_vs_random", "random vs random"),
-                       ("learned_vs_null", "learned vs analytic null")):
-        ax.plot(sizes, [r[key] for r in rows], marker="o", label=label)
-    ax.set_xscale("log", base=2)
+    for key, label, ls in (("learned_vs_random", "learned vs random", "-"),
+                           ("random_vs_random", "random vs random", "-"),
+                           ("expected_between", "sampling alone (two null samples)", ":"),
+                           ("learned_vs_null", "learned vs truncated null", "-"),
+                           ("expected_to_null", "chance vs truncated null", ":")):
+        ax.plot(sizes, [r[key] for r in rows], marker="o", ls=ls, label=label)
+    if not rows:
+        ax.text(0.5, 0.5, "no size has a low part", ha="center", va="center", transform=ax.transAxes)
+    else:
+        ax.set_xscale("log", base=2)
     ax.set_xlabel("smaller dictionary size")
     ax.set_ylabel("earthmover distance (MCS < cutoff)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 

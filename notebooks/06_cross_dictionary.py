@@ -34,6 +34,7 @@ large_size = 8192
 cross_triples = [[512, 1024, 2048], [256, 512, 1024]]  # [base, B, C]: base features' MCS against B and C
 
 # %%
+import numpy as np
 from myst_nb import glue
 
 from sae_core.report import analysis, pipeline, plots
@@ -60,6 +61,18 @@ glue("low_low", first.frac_low_low, display=False)
 glue("high_high", first.frac_high_high, display=False)
 glue("off_diagonal", 1 - first.frac_low_low - first.frac_high_high, display=False)
 glue("n_base", first.n, display=False)
+if not np.isfinite(first.pearson):
+    cross_verdict = (f"not measurable for {triples[0][0]} against {triples[0][1]} and {triples[0][2]}: the MCS values "
+                     "are constant against one of them.")
+else:
+    # 95% interval for Pearson's r through Fisher's z (assumes roughly bivariate-normal pairs)
+    z, half = np.arctanh(first.pearson), 1.96 / np.sqrt(max(first.n - 3, 1))
+    low_r, high_r = np.tanh(z - half), np.tanh(z + half)
+    strength = "strongly" if low_r >= 0.5 else "moderately" if low_r >= 0.2 else "weakly or not"
+    cross_verdict = (f"{strength} ({triples[0][0]} against {triples[0][1]} and {triples[0][2]}: Pearson "
+                     f"{first.pearson:.2f}, 95% interval {low_r:.2f}–{high_r:.2f}; Spearman {first.spearman:.2f}; "
+                     f"{first.n} features).")
+glue("cross_verdict", cross_verdict, display=False)
 second = results[-1]
 glue("triple_2", f"{triples[-1][0]} against {triples[-1][1]} and {triples[-1][2]}", display=False)
 glue("pearson_2", second.pearson, display=False)
@@ -90,3 +103,6 @@ plots.table(
 #
 # For {glue:text}`triple_2`: Pearson {glue:text}`pearson_2:.3f`, Spearman
 # {glue:text}`spearman_2:.3f`.
+#
+# A feature's MCS against one larger dictionary predicts its MCS against another
+# {glue:text}`cross_verdict`

@@ -1,0 +1,267 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # What the low mode is
+#
+# The post offered three explanations for the features whose MCS sits at the random null, and
+# had evidence for none of them: they are **dead** latents that never fire, so their decoder
+# rows never leave their random initialisation; they model **noise** in the activations; or
+# they are **real features the larger dictionary did not find**. Each explanation is
+# measurable. This chapter splits every low-MCS feature into dead and alive on held-out
+# activations, checks the training record, varies the training (initialisation, resampling of
+# dead latents, noise in the activations) and trains a second seed to tell "new at this size"
+# from "depends on the seed".
+
+# %%
+# %% tags=["parameters"]
+profile = "notebook defaults"  # name of the profile that set these values
+source = "synthetic"  # "synthetic" (offline, known true features) or "lm" (a language model via nnsight)
+synthetic = {}  # overrides of sae_core.sources.SyntheticConfig, e.g. {"n_features": 4096}
+lm = {}  # overrides of sae_core.sources.LMSourceConfig, for the language-model source
+sizes = [256, 512, 1024, 2048]  # dictionary widths trained together; the largest is the reference
+n_steps = 1000  # optimizer steps (each feeds one batch to every dictionary)
+batch_size = 256
+lr = 1e-3
+l1_coeff = 1e-3  # the replication's L1 coefficient
+seed = 0
+small_size = 1024  # the post's pair: 1024 against 8192 (falls back to the largest size)
+large_size = 8192
+mid_size = 4096  # the post: fewer than 25% of its features have MCS >= 0.5 against 8192
+null_quantile = 0.99  # the high/low split is this quantile of the null for K = d_in, M = the reference
+n_heldout = 32768  # held-out activations on which "dead" (fires on none) is decided
+n_mc = 1000  # Monte Carlo draws for the test of a low part against the truncated null
+ablation_sizes = [256, 1024, 2048]  # sizes trained for each ablation and the second seed
+ablations = [{"init": "post"}, {"resample_every": 250}]  # each a family: these overrides over the settings above
+second_seed = 1  # seed of the second family (the seed ceiling)
+
+# %%
+from myst_nb import glue
+
+from sae_core import stats
+from sae_core.report import analysis, low_mode, pipeline, plots
+
+# %% tags=["nbval-ignore-output"]
+family = pipeline.ensure_family(pipeline.family_params(globals()))
+
+# %% [markdown]
+# ## Dead or alive, per size
+#
+# A latent is **dead** here when it fires on none of the held-out activations; a latent with
+# no firing in n samples fires on fewer than 3 in n with 95% confidence, the detection limit
+# quoted below. "Never moved" means its decoder row still has cosine at least 0.99 with the
+# row it was initialised with. Low MCS means below the null cutoff: the 99% quantile of the
+# MCS of random directions for the same dimension and reference size.
+
+# %%
+small, large = analysis.compared_pair(family, small_size, large_size)
+cut = low_mode.split_cutoff(family, large, null_quantile)
+parts = low_mode.anatomy_by_size(family, large, cut, n_heldout=n_heldout, n_mc=n_mc, seed=seed)
+plots.glue_figure("fig_dead_alive", plots.dead_alive_histograms(parts, family.d_in))
+glue("large", large, display=False)
+glue("cutoff", cut, display=False)
+glue("n_heldout", n_heldout, display=False)
+glue("detect", low_mode.detection_limit(n_heldout), display=False)
+glue("null_q", null_quantile, display=False)
+glue("null_mode", low_mode.null_mode(family, large), display=False)
+
+
+def pct(x: float | None) -> str:
+    return "–" if x is None else f"{x:.1%}"
+
+
+def test_cell(t: stats.TruncatedNullTest | None) -> str:
+    return "fewer than 10" if t is None else f"{t.w1:.4f} (chance {t.expected:.4f}; p = {t.p_value:.3f})"
+
+
+plots.table(
+    ["size", "low (MCS < cutoff)", "dead share of low", "never moved", "alive low",
+     "alive low: W1 to null (p)", "dead low: W1 to null (p)", "dead, whole dictionary"],
+    [[a.size, a.n_low, pct(a.low_dead_share), a.n_low_never_moved, a.n_low_alive, test_cell(a.alive_low_test),
+      test_cell(a.dead_low_test), pct(a.n_dead / a.n)] for a in parts],
+)
+
+# %% [markdown]
+# ```{glue:figure} fig_dead_alive
+# :name: fig-dead-alive
+#
+# MCS of each smaller dictionary against the {glue:text}`large`-feature one, stacked by what
+# the latent does: alive (blue), dead on {glue:text}`n_heldout` held-out activations but moved
+# from its initial decoder row (orange), dead and never moved (grey). Bars are densities of
+# the whole dictionary, so the stacks' areas are the shares of features. The red curve is the
+# analytic null truncated at the cutoff {glue:text}`cutoff:.3f` (dotted line) and scaled to
+# the share of features below it.
+# ```
+
+# %%
+with_low = [a for a in parts if a.n_low >= low_mode.MIN_PART]
+lead = next((a for a in with_low if a.size == small), max(with_low, key=lambda a: a.n_low) if with_low else None)
+post_pair = next(a for a in parts if a.size == small)
+if post_pair.n_low < low_mode.MIN_PART:
+    pair_sentence = (
+        f"The post's pair has no low mode here: only {post_pair.n_low} of the {post_pair.n} features of the "
+        f"{small}-feature dictionary lie below the cutoff against {large}."
+    )
+else:
+    pair_sentence = (
+        f"For the post's pair, {post_pair.n_low} of the {post_pair.n} features of the {small}-feature dictionary "
+        f"lie below the cutoff against {large}."
+    )
+if lead is None:
+    lead_sentence = "No dictionary of this family has ten or more features below the cutoff, so there is no low mode to take apart."
+    verdict_dead = "There is no low mode on this source at these settings."
+else:
+    alive_t = lead.alive_low_test
+    alive_part = (
+        f"The {lead.n_low_alive} alive low features are "
+        + ("consistent with the random null at their own sample size" if alive_t.consistent() else
+           "not distributed like the random null")
+        + f" (W1 {alive_t.w1:.4f} against {alive_t.expected:.4f} expected from chance alone at n = {alive_t.n}; "
+          f"p = {alive_t.p_value:.3f})."
+        if alive_t is not None else
+        f"Only {lead.n_low_alive} low features are alive, too few to compare with chance."
+    )
+    stopped = (
+        f" In training, these dead latents last fired at step {lead.last_fired_dead:.0f} of {lead.n_steps} (median)."
+        if lead.last_fired_dead is not None else ""
+    )
+    lead_sentence = (
+        f"The largest low mode to take apart is that of the {lead.size}-feature dictionary: {lead.n_low} features, "
+        f"of which {lead.n_low_dead} ({pct(lead.low_dead_share)}) are dead and {lead.n_low_never_moved} never moved "
+        f"from their initial decoder row.{stopped} {alive_part}"
+        if lead.size != small else
+        f"Of these {lead.n_low} low features, {lead.n_low_dead} ({pct(lead.low_dead_share)}) are dead and "
+        f"{lead.n_low_never_moved} never moved from their initial decoder row.{stopped} {alive_part}"
+    )
+    share = lead.low_dead_share or 0.0
+    verdict_dead = (
+        f"mostly dead latents: {share:.1%} of the low features of the {lead.size}-feature dictionary fire on none of "
+        f"{n_heldout} held-out activations" if share >= 0.5 else
+        f"mostly alive latents: only {share:.1%} of the low features of the {lead.size}-feature dictionary are dead"
+    )
+glue("pair_sentence", pair_sentence, display=False)
+glue("lead_sentence", lead_sentence, display=False)
+glue("verdict_dead", verdict_dead, display=False)
+glue("lead_size", lead.size if lead else 0, display=False)
+glue("lead_alive_low", lead.n_low_alive if lead else 0, display=False)
+
+# %% [markdown]
+# {glue:text}`pair_sentence` {glue:text}`lead_sentence` The dead low features are the random
+# null by construction (a latent that does not fire gets no gradient); the table's p-value for
+# them says whether their rows also *look* random (they can drift before dying). The null's
+# own mode for K = d_in and M = {glue:text}`large` is {glue:text}`null_mode:.3f`.
+#
+# ## What changes the low mode
+#
+# Each row below is a family trained at the sizes listed in the parameters, with one setting
+# changed: the initialisation of the code that trained the post's dictionaries (encoder and
+# decoder drawn independently with Xavier-uniform, decoder rows normalised inside the forward
+# pass; `init="post"`) against this report's transposed initialisation, resampling of dead
+# latents, and, on a synthetic source, isotropic noise added to the activations (the post's
+# "noise" explanation).
+
+# %% tags=["nbval-ignore-output"]
+ab_sizes = sorted(set(ablation_sizes) | {large})
+ab_small = small if small in ab_sizes else ab_sizes[0]
+ab_mid = mid_size if mid_size in ab_sizes else ab_sizes[-2]
+rows = low_mode.ablation_table(family, ablations, ab_sizes, ab_small, ab_mid, large, null_q=null_quantile,
+                               n_heldout=n_heldout, n_mc=n_mc, seed=seed)
+
+# %%
+plots.table(
+    ["setting", f"{ab_small}: low share (null cutoff)", f"{ab_small}: below 0.5", f"{ab_small}: bimodal",
+     f"{ab_mid}: MCS ≥ 0.5", f"{ab_mid}: dead share of low", f"{ab_mid}: alive low", f"dead share of {large}"],
+    [[r.name, f"{r.low_share_small:.1%}", f"{r.low_share_small_post:.1%}", "yes" if r.bimodal_small else "no",
+      f"{r.high_share_mid_post:.1%}", pct(r.low_dead_share_mid), r.alive_low_mid, f"{r.dead_share[large]:.1%}"]
+     for r in rows],
+)
+
+# %%
+base_row = rows[0]
+post_like = [r for r in rows if r.bimodal_small and r.high_share_mid_post < 0.25]
+glue("ab_small", ab_small, display=False)
+glue("ab_mid", ab_mid, display=False)
+glue("reproduces", (
+    "Settings that reproduce both the post's bimodality at "
+    f"{ab_small} vs {large} and its fewer than 25% high-MCS features at {ab_mid}: "
+    + ", ".join(r.name for r in post_like) + "."
+    if post_like else
+    f"No setting here reproduces both the post's bimodality at {ab_small} vs {large} and its fewer than 25% "
+    f"high-MCS features at {ab_mid}; the closest is {min(rows, key=lambda r: r.high_share_mid_post).name} with "
+    f"{min(r.high_share_mid_post for r in rows):.1%} high at {ab_mid}."
+), display=False)
+no_dead = [r for r in rows if r.dead_share[ab_mid] < 0.01]
+glue("survives", (
+    "In every setting some latents of the "
+    f"{ab_mid}-feature dictionary are dead, so whether the low mode survives without dead latents is not tested here."
+    if not no_dead else
+    "; ".join(f"with {r.name}, where {r.dead_share[ab_mid]:.1%} of the {ab_mid} latents are dead, "
+              f"{r.alive_low_mid} features of {ab_mid} are still low" for r in no_dead) + "."
+), display=False)
+noise_rows = [r for r in rows if "noise_std" in r.name]
+glue("noise_sentence", (
+    "Noise was not varied in this build." if not noise_rows else
+    " ".join(f"With {r.name}, the low share at {ab_small} vs {large} is {r.low_share_small:.1%} against "
+             f"{base_row.low_share_small:.1%} without noise, and {r.alive_low_mid} low features of {ab_mid} are "
+             f"alive (against {base_row.alive_low_mid})." for r in noise_rows)
+), display=False)
+
+# %% [markdown]
+# {glue:text}`reproduces` {glue:text}`survives` {glue:text}`noise_sentence`
+#
+# ## The seed ceiling
+#
+# Two dictionaries of the same size trained with different seeds do not share all their
+# features (Paulo & Belrose 2025 report 30–53% of latents shared across seeds; Leask et al.
+# 2025 find about 65% of a larger dictionary's latents reconstruct smaller-dictionary ones and
+# 35% are novel). A feature absent from a larger dictionary is only "new at this size" if it
+# is more than the seed-to-seed difference.
+
+# %% tags=["nbval-ignore-output"]
+other = low_mode.ablation_family(family, {"seed": second_seed}, ab_sizes)
+base_ab = low_mode.ablation_family(family, {}, ab_sizes)
+
+# %%
+ceiling = low_mode.seed_ceiling(base_ab, other, ab_mid, large, null_q=null_quantile, n_heldout=n_heldout)
+plots.table(
+    ["size", "shared with the other seed (same size)", f"high against {large} (same seed)", "null cutoff"],
+    [[s, f"{ceiling.same_size[s]:.1%}", pct(ceiling.across_sizes.get(s)), f"{ceiling.cutoffs[s]:.3f}"]
+     for s in sorted(ceiling.same_size)],
+)
+
+# %%
+glue("seed_b", second_seed, display=False)
+glue("ceiling_sentence", (
+    f"Against a second seed of the same size, {ceiling.same_size[ab_mid]:.1%} of the {ab_mid}-feature dictionary's "
+    f"features are shared (MCS above the null cutoff for that size), and {ceiling.same_size[large]:.1%} of the "
+    f"{large}-feature one's; across sizes, {ceiling.across_sizes[ab_mid]:.1%} of the {ab_mid} features have a "
+    f"match in the {large}-feature dictionary of the same seed."
+), display=False)
+if ceiling.alive_low == 0:
+    unfound = f"The {ab_mid}-feature dictionary has no alive low feature, so the third explanation has nothing to explain."
+else:
+    unfound = (
+        f"Of its {ceiling.alive_low} alive low features, {ceiling.alive_low_recur} have a match (above the cutoff) in "
+        f"the {large}-feature dictionary of seed {second_seed}: "
+        + ("most of them recur in another seed, so they are features this seed's larger dictionary missed"
+           if ceiling.alive_low_recur > ceiling.alive_low / 2 else
+           "most of them do not recur in another seed either")
+        + f". On the held-out samples where they fire, the {ab_mid}-feature dictionary reconstructs better than the "
+        f"{large}-feature one for {ceiling.alive_low_better} of the {ceiling.alive_low_scored} that fire on at least "
+        "20 samples."
+    )
+glue("unfound_sentence", unfound, display=False)
+
+# %% [markdown]
+# {glue:text}`ceiling_sentence` {glue:text}`unfound_sentence`
+#
+# ## Answer for this source
+#
+# The low mode is {glue:text}`verdict_dead`. {glue:text}`unfound_sentence`

@@ -1,0 +1,119 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Conclusions
+#
+# Each claim of the post, tested on this build's data. The verdicts below are computed from
+# the numbers next to them; none is written by hand.
+
+# %%
+# %% tags=["parameters"]
+profile = "notebook defaults"  # name of the profile that set these values
+source = "synthetic"  # "synthetic" (offline, known true features) or "lm" (a language model via nnsight)
+synthetic = {}  # overrides of sae_core.sources.SyntheticConfig, e.g. {"n_features": 4096}
+lm = {}  # overrides of sae_core.sources.LMSourceConfig, for the language-model source
+sizes = [256, 512, 1024, 2048]  # dictionary widths trained together; the largest is the reference
+n_steps = 1000  # optimizer steps (each feeds one batch to every dictionary)
+batch_size = 256
+lr = 1e-3
+l1_coeff = 1e-3  # the replication's L1 coefficient
+seed = 0
+small_size = 1024  # the post's pair: 1024 against 8192 (falls back to the largest size)
+large_size = 8192
+null_quantile = 0.99  # low means below this quantile of the null for K = d_in, M = the reference
+n_random_sets = 4
+n_mc = 1000  # Monte Carlo draws for the test against the truncated null
+
+# %%
+from myst_nb import glue
+
+from sae_core import stats
+from sae_core.report import analysis, pipeline
+
+# %% tags=["nbval-ignore-output"]
+family = pipeline.ensure_family(pipeline.family_params(globals()))
+
+# %%
+small, large = analysis.compared_pair(family, small_size, large_size)
+values = analysis.smaller_mcs(family, large)
+cut = stats.null_cutoff(family.d_in, large, null_quantile)
+shape = stats.bimodality(values[small])
+table = analysis.bimodality_table(family, large, null_quantile, values=values)
+bimodal_sizes = [r.size for r in table if r.bimodal]
+glue("pair", f"{small} vs {large}", display=False)
+glue("large", large, display=False)
+if shape.bimodal:
+    bimodal = (f"**Reproduced** for {small} vs {large}: modes at {shape.low_mode:.2f} and {shape.high_mode:.2f}, "
+               f"{shape.low_mass:.1%} of the features below 0.5, the valley at "
+               f"{shape.valley / min(shape.low_peak, shape.high_peak):.2f} of the smaller peak.")
+else:
+    bimodal = (f"**Not reproduced** for {small} vs {large}: {shape.low_mass:.1%} of the features lie below 0.5, "
+               "too few or without a valley to make a second mode.")
+bimodal += (f" Against {large}, the bimodal sizes are {', '.join(map(str, bimodal_sizes))}." if bimodal_sizes
+            else f" No smaller size is bimodal against {large}.")
+glue("bimodal", bimodal, display=False)
+lead = analysis.low_mode_size(family, small, large, cut)
+cmp = analysis.null_comparison(family, lead, large, cut, n_random=n_random_sets, n_mc=n_mc, seed=seed)
+if cmp.test is None:
+    chance = f"**Not testable**: {cmp.verdict}."
+else:
+    chance = (f"**{'Reproduced' if cmp.consistent else 'Not reproduced'}** for {lead} vs {large} (below the null "
+              f"cutoff {cut:.3f}): the low part is {cmp.verdict}.")
+glue("chance", chance, display=False)
+split_rows = analysis.splitting_table(family, large, null_quantile, values=values)
+first, last = split_rows[0], split_rows[-1]
+count_rises = last["high_null"] > first["high_null"]
+share_falls = last["frac_high_null"] < first["frac_high_null"]
+splitting = (
+    f"**{'Reproduced' if count_rises and share_falls else 'Not reproduced'}**: from {first['size']} to "
+    f"{last['size']} features the number of high-MCS features (null cutoff) goes from {first['high_null']} to "
+    f"{last['high_null']} ({'rises' if count_rises else 'does not rise'}) while their share goes from "
+    f"{first['frac_high_null']:.1%} to {last['frac_high_null']:.1%} ({'falls' if share_falls else 'does not fall'}); "
+    f"with the post's 0.5, {first['frac_high_post']:.1%} to {last['frac_high_post']:.1%}."
+)
+glue("splitting", splitting, display=False)
+truth = analysis.ground_truth(family, small, large, cut, values=values[small])
+if truth is not None and truth.high_matching_true is not None and truth.low_matching_true is not None:
+    truth_sentence = (
+        f"On the synthetic source, {truth.high_matching_true:.1%} of the high-MCS features of the {small}-feature "
+        f"dictionary lie within cosine {truth.true_cos_threshold} of a true feature, against "
+        f"{truth.low_matching_true:.1%} of the low-MCS ones."
+    )
+elif truth is not None:
+    truth_sentence = f"On the synthetic source, every feature of the {small}-feature dictionary is on one side of the cutoff."
+else:
+    truth_sentence = "A language-model source has no true features to check high-MCS features against."
+glue("truth_sentence", truth_sentence, display=False)
+
+# %% [markdown]
+# 1. **The MCS distribution is bimodal** — {glue:text}`bimodal`
+# 2. **The low mode is what random dictionaries give** — {glue:text}`chance`
+# 3. **Whether a feature's MCS against one larger dictionary predicts its MCS against
+#    another** — {glue:text}`06_cross_dictionary.ipynb::cross_verdict`
+# 4. **Feature splitting: more high-MCS features, a smaller share of them** —
+#    {glue:text}`splitting`
+#
+# {glue:text}`truth_sentence`
+#
+# ## What the low mode is
+#
+# The post's open question — dead latents, noise, or features the larger dictionary did not
+# find — has a measured answer on this source: the low mode is
+# {glue:text}`05_low_mode.ipynb::verdict_dead`.
+# {glue:text}`05_low_mode.ipynb::noise_sentence` {glue:text}`05_low_mode.ipynb::unfound_sentence`
+# {glue:text}`05_low_mode.ipynb::reproduces`
+#
+# ## What differs from the post
+#
+# The post trained on activations of a 6-layer nanoGPT trained on web text. The build's
+# source is stated in the [introduction](01_introduction.ipynb); the `replication` profile
+# runs the original model's shape on real text, and the `pythia` profile reads
+# Pythia-70m-deduped through nnsight (see the README for their cost).
