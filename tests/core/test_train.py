@@ -148,11 +148,16 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path):
 
 def test_resample_option_revives_dead_latents():
     src = SyntheticSource(SMALL_SOURCE)
-    base = dict(sizes=(256,), n_steps=200, batch_size=32, dead_window=20, log_every=200, l1_coeff=3e-2)
+    base = dict(sizes=(256,), n_steps=200, batch_size=32, dead_window=20, log_every=1, l1_coeff=3e-2)
     _, plain = train_family(src, quiet(**base))
     _, resampled = train_family(src, quiet(resample_every=50, **base))
-    assert plain[-1]["dead_frac"] > 0.2  # strong L1 on a wide dictionary kills latents
-    assert resampled[-1]["dead_frac"] < plain[-1]["dead_frac"]
+    at = {r["step"]: r["dead_frac"] for r in plain}
+    after = {r["step"]: r["dead_frac"] for r in resampled}
+    assert at[50] > 0.1  # strong L1 on a wide dictionary kills latents
+    for step in (50, 100, 150):  # resampled right after these steps: the dead are revived
+        assert after[step] < at[step] / 2, (step, after[step], at[step])
+    # no resampling in the last half-interval: a latent resampled at the last step could not learn
+    assert after[200] > 0
 
 
 # ------------------------------------------------------------------ bad input
