@@ -28,7 +28,7 @@ from sae_core.similarity import (
 from sae_core.train import TensorSource, TrainConfig, train_family
 
 __all__ = [
-    "MCSResult", "SAEConfig", "SparseAutoencoder", "TensorSource", "TrainConfig", "__version__",
+    "MCSResult", "SAEConfig", "detect_format", "load_dictionary", "save_dictionary", "SparseAutoencoder", "TensorSource", "TrainConfig", "__version__",
     "gaussian_dictionary", "load_family", "max_cosine_similarity", "nulls", "one_to_one_mcs",
     "resolve_device", "reverse_mcs", "sampled_null_mcs", "self_mcs", "stats", "train_family",
 ]

@@ -21,7 +21,7 @@ Variants, all off by default (``SAEConfig`` documents each field):
   ``f_i = ReLU(z_i) * H(z_i - theta_i)`` with a per-latent ``threshold`` theta [d_sae] and
   H the Heaviside step (H(0) = 0). With theta = 0 it is the ReLU.
 * ``init="post"``: the initialisation of the code that trained the original post's
-  dictionaries (HoagyC/sparse_coding, ``autoencoders/sae_ensemble.py``, ``FunctionalSAE``;
+  dictionaries (HoagyC/sparse_coding at 69c5ae0, ``autoencoders/sae_ensemble.py``, ``FunctionalSAE``;
   the code of Cunningham et al. 2023, arXiv:2309.08600), see ``SparseAutoencoder``.
 * ``decoder_norm="in_forward"``: the same code's decoder, whose rows are divided by their
   norms inside the forward pass, ``x_hat = f @ (W_dec / ||W_dec||_row) + b_dec``, so the
