@@ -15,6 +15,7 @@ __version__ = "0.2.0"
 
 from sae_core import nulls, stats
 from sae_core.device import resolve_device
+from sae_core.formats import detect_format, load_dictionary, save_dictionary
 from sae_core.sae import SAEConfig, SparseAutoencoder, load_family
 from sae_core.similarity import (
     MCSResult,
@@ -28,7 +29,24 @@ from sae_core.similarity import (
 from sae_core.train import TensorSource, TrainConfig, train_family
 
 __all__ = [
-    "MCSResult", "SAEConfig", "detect_format", "load_dictionary", "save_dictionary", "SparseAutoencoder", "TensorSource", "TrainConfig", "__version__",
-    "gaussian_dictionary", "load_family", "max_cosine_similarity", "nulls", "one_to_one_mcs",
-    "resolve_device", "reverse_mcs", "sampled_null_mcs", "self_mcs", "stats", "train_family",
+    "MCSResult",
+    "SAEConfig",
+    "SparseAutoencoder",
+    "TensorSource",
+    "TrainConfig",
+    "__version__",
+    "detect_format",
+    "gaussian_dictionary",
+    "load_dictionary",
+    "load_family",
+    "max_cosine_similarity",
+    "nulls",
+    "one_to_one_mcs",
+    "resolve_device",
+    "reverse_mcs",
+    "sampled_null_mcs",
+    "save_dictionary",
+    "self_mcs",
+    "stats",
+    "train_family",
 ]
