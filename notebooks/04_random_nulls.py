@@ -37,7 +37,7 @@ large_size = 8192
 emd_sizes = [256, 512, 1024]  # smaller sizes compared with the largest (the post: 512..4096)
 n_random_sets = 4  # independent random dictionary pairs of the learned shapes
 alt_factor = 2  # the "alt params" set uses a reference this many times larger
-null_quantile = 0.99  # low part: MCS below this quantile of the null for K = d_in, M = the reference
+null_quantile = 0.99  # low part: MCS below this quantile of the null for K (d_in) and M (the reference)
 n_mc = 1000  # Monte Carlo draws for the test against the truncated null
 
 # %%

@@ -28,7 +28,7 @@ l1_coeff = 1e-3  # the replication's L1 coefficient
 seed = 0
 small_size = 1024  # the post's pair: 1024 against 8192 (falls back to the largest size)
 large_size = 8192
-null_quantile = 0.99  # low means below this quantile of the null for K = d_in, M = the reference
+null_quantile = 0.99  # low means below this quantile of the null for K (d_in) and M (the reference)
 n_random_sets = 4
 n_mc = 1000  # Monte Carlo draws for the test against the truncated null
 
@@ -51,11 +51,11 @@ bimodal_sizes = [r.size for r in table if r.bimodal]
 glue("pair", f"{small} vs {large}", display=False)
 glue("large", large, display=False)
 if shape.bimodal:
-    bimodal = (f"**Reproduced** for {small} vs {large}: modes at {shape.low_mode:.2f} and {shape.high_mode:.2f}, "
+    bimodal = (f"Reproduced for {small} vs {large}: modes at {shape.low_mode:.2f} and {shape.high_mode:.2f}, "
                f"{shape.low_mass:.1%} of the features below 0.5, the valley at "
                f"{shape.valley / min(shape.low_peak, shape.high_peak):.2f} of the smaller peak.")
 else:
-    bimodal = (f"**Not reproduced** for {small} vs {large}: {shape.low_mass:.1%} of the features lie below 0.5, "
+    bimodal = (f"Not reproduced for {small} vs {large}: {shape.low_mass:.1%} of the features lie below 0.5, "
                "too few or without a valley to make a second mode.")
 bimodal += (f" Against {large}, the bimodal sizes are {', '.join(map(str, bimodal_sizes))}." if bimodal_sizes
             else f" No smaller size is bimodal against {large}.")
@@ -63,9 +63,9 @@ glue("bimodal", bimodal, display=False)
 lead = analysis.low_mode_size(family, small, large, cut)
 cmp = analysis.null_comparison(family, lead, large, cut, n_random=n_random_sets, n_mc=n_mc, seed=seed)
 if cmp.test is None:
-    chance = f"**Not testable**: {cmp.verdict}."
+    chance = f"Not testable: {cmp.verdict}."
 else:
-    chance = (f"**{'Reproduced' if cmp.consistent else 'Not reproduced'}** for {lead} vs {large} (below the null "
+    chance = (f"{'Reproduced' if cmp.consistent else 'Not reproduced'} for {lead} vs {large} (below the null "
               f"cutoff {cut:.3f}): the low part is {cmp.verdict}.")
 glue("chance", chance, display=False)
 split_rows = analysis.splitting_table(family, large, null_quantile, values=values)
@@ -73,7 +73,7 @@ first, last = split_rows[0], split_rows[-1]
 count_rises = last["high_null"] > first["high_null"]
 share_falls = last["frac_high_null"] < first["frac_high_null"]
 splitting = (
-    f"**{'Reproduced' if count_rises and share_falls else 'Not reproduced'}**: from {first['size']} to "
+    f"{'Reproduced' if count_rises and share_falls else 'Not reproduced'}: from {first['size']} to "
     f"{last['size']} features the number of high-MCS features (null cutoff) goes from {first['high_null']} to "
     f"{last['high_null']} ({'rises' if count_rises else 'does not rise'}) while their share goes from "
     f"{first['frac_high_null']:.1%} to {last['frac_high_null']:.1%} ({'falls' if share_falls else 'does not fall'}); "
@@ -97,7 +97,7 @@ glue("truth_sentence", truth_sentence, display=False)
 # 1. **The MCS distribution is bimodal** — {glue:text}`bimodal`
 # 2. **The low mode is what random dictionaries give** — {glue:text}`chance`
 # 3. **Whether a feature's MCS against one larger dictionary predicts its MCS against
-#    another** — {glue:text}`06_cross_dictionary.ipynb::cross_verdict`
+#    another** — {glue:text}`06_cross_dictionary.ipynb::cross_verdict:s`
 # 4. **Feature splitting: more high-MCS features, a smaller share of them** —
 #    {glue:text}`splitting`
 #
@@ -107,9 +107,9 @@ glue("truth_sentence", truth_sentence, display=False)
 #
 # The post's open question — dead latents, noise, or features the larger dictionary did not
 # find — has a measured answer on this source: the low mode is
-# {glue:text}`05_low_mode.ipynb::verdict_dead`.
-# {glue:text}`05_low_mode.ipynb::noise_sentence` {glue:text}`05_low_mode.ipynb::unfound_sentence`
-# {glue:text}`05_low_mode.ipynb::reproduces`
+# {glue:text}`05_low_mode.ipynb::verdict_dead:s`.
+# {glue:text}`05_low_mode.ipynb::noise_sentence:s` {glue:text}`05_low_mode.ipynb::unfound_sentence:s`
+# {glue:text}`05_low_mode.ipynb::reproduces:s`
 #
 # ## What differs from the post
 #
