@@ -169,6 +169,21 @@ def splitting_counts(rows: list[dict[str, float]]) -> plt.Figure:
     return fig
 
 
+def tree_levels(summaries: list[dict[str, float | int]]) -> plt.Figure:
+    """Shares per rung of the ladder: small latents with 0, 1, several children; large with several parents."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    labels = [f"{r['small']}→{r['large']}" for r in summaries]
+    for key, label in (("share_children_0", "no child"), ("share_children_1", "one child"),
+                       ("share_children_many", "several children"), ("share_merges", "merges (large side)")):
+        ax.plot(labels, [r[key] for r in summaries], marker="o", label=label)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("share of alive latents")
+    ax.set_xlabel("rung of the size ladder")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def glue_figure(name: str, fig: plt.Figure) -> None:
     """Glue ``fig`` under ``name`` for the book, then close it so the cell does not show it twice."""
     from myst_nb import glue

@@ -1,0 +1,80 @@
+"""The low-mode anatomy, ablations and feature trees on small cached families."""
+
+import numpy as np
+import pytest
+import torch
+
+from sae_core.report import analysis, low_mode, pipeline, splitting
+
+BASE = {"source": "synthetic", "sizes": [16, 32, 64], "n_steps": 60, "batch_size": 32, "seed": 0, "l1_coeff": 3e-2,
+        "synthetic": {"d_in": 8, "n_features": 24, "mean_active": 2.0, "n_parents": 2, "children_per_parent": 2}}
+
+
+@pytest.fixture
+def family(tmp_path, monkeypatch):
+    monkeypatch.setenv("SAE_REPORT_CACHE", str(tmp_path))
+    return pipeline.ensure_family(pipeline.family_params(BASE), progress=False)
+
+
+def test_anatomy_parts_add_up_and_dead_means_no_firing(family):
+    cut = low_mode.split_cutoff(family, 64)
+    for part in low_mode.anatomy_by_size(family, 64, cut, n_heldout=2048, n_mc=50):
+        assert part.n_low_dead + part.n_low_alive == part.n_low == int((part.values < cut).sum())
+        # brute force: encode the held-out samples at once and look for any firing
+        x = family.sample(2048)
+        with torch.no_grad():
+            fired = (family.saes[part.size].encode(x) > 0).any(0).numpy()
+        assert np.array_equal(part.dead, ~fired)
+        assert part.low_dead_share is None if part.n_low == 0 else 0 <= part.low_dead_share <= 1
+        record = family.latent_stats[part.size]
+        assert np.array_equal(part.never_moved, record["init_cosine"].numpy() >= low_mode.NEVER_MOVED_COS)
+
+
+def test_baseline_ablation_is_a_subset_of_the_family_and_overrides_make_a_new_one(family, monkeypatch):
+    same = low_mode.ablation_family(family, {}, [16, 64], progress=False)
+    assert same.sizes == [16, 64] and same.saes[16] is family.saes[16]
+    noisy = low_mode.ablation_family(family, {"synthetic": {"noise_std": 0.05}}, [16, 64], progress=False)
+    assert noisy.key != family.key and noisy.params["synthetic"]["noise_std"] == 0.05
+    assert noisy.params["synthetic"]["n_features"] == 24  # the other source settings are kept
+    assert low_mode.ablation_name({"synthetic": {"noise_std": 0.05}}) == "noise_std=0.05"
+
+
+def test_seed_ceiling_and_rows_are_shares(family):
+    other = low_mode.ablation_family(family, {"seed": 1}, family.sizes, progress=False)
+    ceiling = low_mode.seed_ceiling(family, other, 32, 64, n_heldout=1024)
+    assert set(ceiling.same_size) == {16, 32, 64}
+    assert all(0 <= v <= 1 for v in ceiling.same_size.values())
+    assert 0 <= ceiling.alive_low_recur <= ceiling.alive_low
+    assert ceiling.alive_low_better <= ceiling.alive_low_scored <= ceiling.alive_low
+    # a family against itself shares every feature
+    self_ceiling = low_mode.seed_ceiling(family, family, 32, 64, n_heldout=1024)
+    assert all(v == 1.0 for v in self_ceiling.same_size.values())
+
+
+def test_low_mode_size_leads_with_the_largest_low_part(family):
+    cut = 0.999  # nearly everything is "low": the requested size has a low part
+    assert analysis.low_mode_size(family, 16, 64, cut) == 16
+    cut = -1.0  # nothing is low: fall back to the requested size
+    assert analysis.low_mode_size(family, 16, 64, cut) == 16
+
+
+def test_random_sets_never_reuse_an_sae_initialisation(family):
+    from sae_core.sae import SAEConfig, SparseAutoencoder
+    from sae_core.similarity import gaussian_dictionary
+    from sae_core.train import sae_seed
+
+    init = SparseAutoencoder(SAEConfig(d_in=8, d_sae=16, seed=sae_seed(0, 16))).features
+    for r in range(4):
+        a = gaussian_dictionary(16, 8, seed=analysis.RANDOM_SEED_BASE + 4 * r)
+        assert not torch.allclose(a / a.norm(dim=1, keepdim=True), init)
+
+
+def test_feature_trees_report_on_a_family(family):
+    report = splitting.feature_trees(family, n_tokens=2048, min_cofire=2)
+    assert [(r["small"], r["large"]) for r in report.summaries] == [(16, 32), (32, 64)]
+    for r in report.summaries:
+        shares = r["share_children_0"] + r["share_children_1"] + r["share_children_many"]
+        assert shares != shares or abs(shares - 1) < 1e-9  # NaN only when nothing is alive
+    assert report.validation is not None and len(report.validation) == 2
+    lines = splitting.describe_subtree(report, 0)
+    assert lines[0].startswith("16:0")
