@@ -41,6 +41,8 @@ n_mc = 1000  # Monte Carlo draws for the test of a low part against the truncate
 ablation_sizes = [256, 1024, 2048]  # sizes trained for each ablation and the second seed
 ablations = [{"init": "post"}, {"resample_every": 250}]  # each a family: these overrides over the settings above
 second_seed = 1  # seed of the second family (the seed ceiling)
+sweep = []  # more settings for the summary figure, e.g. [{"l1_coeff": 3e-4}, {"normalize_activations": True}]
+dead_window = 400  # dead at the end of training: no firing in this many last steps (the training record)
 
 # %%
 from myst_nb import glue
@@ -172,7 +174,7 @@ glue("lead_alive_low", lead.n_low_alive if lead else 0, display=False)
 ab_sizes = sorted(set(ablation_sizes) | {large})
 ab_small = small if small in ab_sizes else ab_sizes[0]
 ab_mid = mid_size if mid_size in ab_sizes else ab_sizes[-2]
-rows = low_mode.ablation_table(family, ablations, ab_sizes, ab_small, ab_mid, large, null_q=null_quantile,
+rows = low_mode.ablation_table(family, [*ablations, *sweep], ab_sizes, ab_small, ab_mid, large, null_q=null_quantile,
                                n_heldout=n_heldout, n_mc=n_mc, seed=seed)
 
 # %%
@@ -270,3 +272,62 @@ glue("unfound_sentence", unfound, display=False)
 # ## Answer for this source
 #
 # The low mode is {glue:text}`verdict_dead`. {glue:text}`unfound_sentence`
+
+# %% [markdown]
+# ## One figure for the answer
+#
+# If the low mode is made of dead latents, then across every setting this book trains, the
+# share of features below the null cutoff should equal the share of latents that are dead,
+# point for point, and the low features that are alive should be few. Each point below is one
+# dictionary size of one setting, against that setting's largest dictionary; "dead" is read
+# from the training record: no firing in the last {glue:text}`dead_window` steps.
+
+# %% tags=["nbval-ignore-output"]
+named = [(r.name, low_mode.ablation_family(family, r.overrides, ab_sizes)) for r in rows]
+named.append((f"seed={second_seed}", other))
+
+# %%
+points = low_mode.summary_points(named, null_q=null_quantile, window=dead_window)
+fit = low_mode.fit_points(points)
+plots.glue_figure("fig_dead_vs_low", plots.dead_vs_low(points, fit))
+plots.table(["setting", "size", "dead share", "low share", "alive and low"],
+            [[p.family, p.size, f"{p.dead_share:.1%}", f"{p.low_share:.1%}", f"{p.alive_low_share:.1%}"]
+             for p in points])
+glue("dead_window", dead_window, display=False)
+glue("n_points", len(points), display=False)
+max_alive_low = max(points, key=lambda p: p.alive_low_share)
+if fit is None:
+    fit_sentence = (f"The {len(points)} points do not vary enough in dead share to fit a line: every setting has "
+                    f"{points[0].dead_share:.1%} dead latents or thereabouts.")
+else:
+    on_diagonal = fit.slope_ci[0] <= 1 <= fit.slope_ci[1] and fit.intercept_ci[0] <= 0 <= fit.intercept_ci[1]
+    fit_sentence = (
+        f"Across {fit.n} points, low share = {fit.intercept:.3f} (95% interval {fit.intercept_ci[0]:.3f} to "
+        f"{fit.intercept_ci[1]:.3f}) + {fit.slope:.2f} (95% interval {fit.slope_ci[0]:.2f} to {fit.slope_ci[1]:.2f}) "
+        f"× dead share, Pearson r = {fit.pearson:.2f} ({fit.pearson_ci[0]:.2f} to {fit.pearson_ci[1]:.2f}). "
+        + ("The points lie on the diagonal within the intervals (slope 1, intercept 0)" if on_diagonal else
+           "The points are not on the diagonal: slope 1 and intercept 0 are not both inside the intervals")
+        + "."
+    )
+explained = max_alive_low.alive_low_share < 0.05
+fit_sentence += (
+    f" The largest share of alive low features is {max_alive_low.alive_low_share:.1%} ({max_alive_low.family}, "
+    f"size {max_alive_low.size})"
+    + (": dead latents account for the low mode in every setting here." if explained else
+       f": the low mode is not only dead latents; what is left over is alive low features, up to "
+       f"{max_alive_low.alive_low_share:.1%} of a dictionary.")
+)
+glue("fit_sentence", fit_sentence, display=False)
+
+# %% [markdown]
+# ```{glue:figure} fig_dead_vs_low
+# :name: fig-dead-vs-low
+#
+# Each of the {glue:text}`n_points` points is one dictionary size (labelled) of one setting,
+# against the largest size of that setting: the share of its latents dead at the end of
+# training (x) and the share of its features with MCS below the null cutoff (y). On the dashed
+# diagonal, every low feature would be a dead latent and every dead latent low.
+# ```
+#
+# {glue:text}`fit_sentence`
+

@@ -60,6 +60,9 @@ class TrainConfig:
     seed: int = 0  # SAE initialisation seeds are derived from this and d_sae
     init: str = "transposed"  # SAE initialisation: "transposed" (ours) or "post" (the 2023 code), see SAEConfig
     fused: bool = True  # one hand-written step for the whole family where it applies (same mathematics)
+    # Rescale activations by one constant so that their mean squared norm is d_in (the convention of
+    # SAELens and dictionary_learning); the constant is estimated on the first 64 batches.
+    normalize_activations: bool = False
     device: str = "auto"  # "auto" picks CUDA when present, else CPU
     progress: bool = True  # tqdm bar (TQDM_DISABLE=1 also silences it)
 
@@ -451,6 +454,8 @@ def train_family(
         "train_config": cfg.to_dict(),
         "sae_core_version": __version__,
     }
+    scale = activation_scale(source, cfg.batch_size, d_in) if cfg.normalize_activations else 1.0
+    provenance["activation_scale"] = scale
     members = _make_family(cfg, d_in, provenance, device, fused=False)
     fused = None
     if uses_fused_step(cfg, members):
@@ -468,6 +473,8 @@ def train_family(
         x = source.batch(step, cfg.batch_size)
         check_batch(x, d_in, step)
         x = x.to(device, torch.float32, non_blocking=True)
+        if scale != 1.0:
+            x = x * scale
         log = (step + 1) % cfg.log_every == 0 or step + 1 == cfg.n_steps
         if fused is not None:
             f_all, fused_parts = fused.step(x, want_parts=log)
@@ -506,8 +513,23 @@ def train_family(
             sae.save(out / f"sae_{size}")
         save_file(latent_stats(members, cfg.n_steps, cfg, d_in), out / LATENT_STATS_FILE)
         write_json_atomic(out / "history.json", history)
-        write_json_atomic(out / FAMILY_FILE, {"sizes": list(cfg.sizes), "provenance": provenance})
+        write_json_atomic(out / FAMILY_FILE, {"sizes": list(cfg.sizes), "provenance": provenance,
+                                              "activation_scale": scale})
     return saes, history
+
+
+def activation_scale(source: ActivationSource, batch_size: int, d_in: int, n_batches: int = 64) -> float:
+    """c = sqrt(d_in / mean ||x||^2) over the first ``n_batches`` training batches, so that c·x has
+    mean squared norm d_in (SAELens' and dictionary_learning's normalisation). The SAEs of a family
+    trained with it expect c·x: :class:`sae_core.report.pipeline.Family` applies c to held-out samples."""
+    total, count = 0.0, 0
+    for i in range(n_batches):
+        x = source.batch(i, batch_size).double()
+        total += float(x.pow(2).sum())
+        count += x.shape[0]
+    if total <= 0:
+        raise ValueError("the activations are all zero: they cannot be normalised")
+    return float((d_in / (total / count)) ** 0.5)
 
 
 def family_is_complete(out_dir: str | os.PathLike) -> bool:

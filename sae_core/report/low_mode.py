@@ -243,3 +243,68 @@ def _reconstruction_edge(family: Family, small: int, large: int, latents: np.nda
 
 def null_mode(family: Family, against: int) -> float:
     return nulls.mcs_null_mode(family.d_in, against)
+
+
+# ------------------------------------------------------------------ one figure for the answer
+@dataclass
+class SummaryPoint:
+    family: str  # the setting's name
+    size: int
+    against: int
+    dead_share: float  # share of the size's latents dead at the end of training (training record)
+    low_share: float  # share of its features with MCS below the null cutoff against `against`
+    alive_low_share: float  # share that are low and not dead
+
+
+@dataclass
+class SummaryFit:
+    slope: float
+    slope_ci: tuple[float, float]
+    intercept: float
+    intercept_ci: tuple[float, float]
+    pearson: float
+    pearson_ci: tuple[float, float]
+    n: int
+
+
+def trained_dead(family: Family, size: int, window: int) -> np.ndarray:
+    """Latents that did not fire in the last ``window`` steps of training (or never fired), from
+    the training record; all False when the family has none."""
+    record = (family.latent_stats or {}).get(size)
+    if record is None:
+        return np.zeros(size, bool)
+    last = record["last_fired"].numpy()
+    return (last == 0) | (int(record["n_steps"]) - last >= window)
+
+
+def summary_points(named: Sequence[tuple[str, Family]], null_q: float = 0.99, window: int = 400
+                   ) -> list[SummaryPoint]:
+    """One point per (family, size) below the family's largest size."""
+    points = []
+    for name, fam in named:
+        large = fam.sizes[-1]
+        cut = split_cutoff(fam, large, null_q)
+        for size in fam.sizes[:-1]:
+            dead = trained_dead(fam, size, window)
+            low = mcs(fam, size, large) < cut
+            points.append(SummaryPoint(name, size, large, float(dead.mean()), float(low.mean()),
+                                       float((low & ~dead).mean())))
+    return points
+
+
+def fit_points(points: Sequence[SummaryPoint]) -> SummaryFit | None:
+    """Least-squares line low_share = a + b · dead_share with 95% t intervals, and Pearson's r with
+    a Fisher-z interval. None with fewer than three points or no spread in x."""
+    from scipy import stats as sps
+
+    x = np.array([p.dead_share for p in points])
+    y = np.array([p.low_share for p in points])
+    if len(points) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return None
+    res = sps.linregress(x, y)
+    t = sps.t.ppf(0.975, len(points) - 2)
+    z, half = np.arctanh(np.clip(res.rvalue, -0.999999, 0.999999)), 1.96 / np.sqrt(max(len(points) - 3, 1))
+    return SummaryFit(float(res.slope), (res.slope - t * res.stderr, res.slope + t * res.stderr),
+                      float(res.intercept), (res.intercept - t * res.intercept_stderr,
+                                             res.intercept + t * res.intercept_stderr),
+                      float(res.rvalue), (float(np.tanh(z - half)), float(np.tanh(z + half))), len(points))

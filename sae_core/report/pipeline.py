@@ -23,12 +23,15 @@ from sae_core import __version__
 from sae_core.io import cache_root
 from sae_core.sae import SparseAutoencoder, load_family
 from sae_core.sources.synthetic import SyntheticConfig, SyntheticSource
-from sae_core.train import TrainConfig, family_is_complete, load_latent_stats, train_family
+from sae_core.train import FAMILY_FILE, TrainConfig, family_is_complete, load_latent_stats, train_family
 
 # Notebook parameters that decide the dictionaries. ``synthetic`` and ``lm`` are dicts
 # of overrides for the source's config (SyntheticConfig / LMSourceConfig).
 TRAIN_KEYS = ("sizes", "n_steps", "batch_size", "lr", "l1_coeff", "seed", "resample_every", "use_b_dec", "init")
-FAMILY_KEYS = ("source", *TRAIN_KEYS, "synthetic", "lm")
+# Added later, and part of a family's parameters only when not at their defaults, so that the
+# keys of families cached before they existed stay valid.
+OPTIONAL_TRAIN_KEYS = ("normalize_activations",)
+FAMILY_KEYS = ("source", *TRAIN_KEYS, *OPTIONAL_TRAIN_KEYS, "synthetic", "lm")
 
 
 def family_params(namespace: Mapping[str, Any]) -> dict[str, Any]:
@@ -45,6 +48,9 @@ def family_params(namespace: Mapping[str, Any]) -> dict[str, Any]:
     defaults = TrainConfig().to_dict()
     for key in TRAIN_KEYS:  # an unset training parameter is its default: equal settings, equal keys
         params.setdefault(key, defaults[key])
+    for key in OPTIONAL_TRAIN_KEYS:
+        if key in params and params[key] == defaults[key]:
+            del params[key]
     overrides = dict(params.pop("synthetic", None) or {}), dict(params.pop("lm", None) or {})
     if source == "synthetic":
         params["synthetic"] = dataclasses.asdict(SyntheticConfig(**overrides[0]))
@@ -61,7 +67,7 @@ def family_key(params: Mapping[str, Any]) -> str:
 
 
 def train_config(params: Mapping[str, Any], progress: bool = True) -> TrainConfig:
-    kwargs = {k: params[k] for k in TRAIN_KEYS if k in params}
+    kwargs = {k: params[k] for k in (*TRAIN_KEYS, *OPTIONAL_TRAIN_KEYS) if k in params}
     kwargs["sizes"] = tuple(kwargs["sizes"])
     return TrainConfig(progress=progress, **kwargs)
 
@@ -119,11 +125,19 @@ class Family:
             self.memo["latent_stats"] = load_latent_stats(self.path)
         return self.memo["latent_stats"]
 
+    @property
+    def activation_scale(self) -> float:
+        """The constant the family's training multiplied activations by (1 unless normalised)."""
+        if "activation_scale" not in self.memo:
+            info = json.loads((self.path / FAMILY_FILE).read_text()) if (self.path / FAMILY_FILE).is_file() else {}
+            self.memo["activation_scale"] = float(info.get("activation_scale", 1.0))
+        return self.memo["activation_scale"]
+
     def sample(self, n: int, offset: int = 10**6) -> torch.Tensor:
         """``n`` activations from batch index ``offset`` of the source: for the synthetic source
         fresh samples the training never saw; for a stored LM source rows of the same store
         (in another shuffled order), since the corpus is finite."""
-        return self.source.batch(offset, n)
+        return self.source.batch(offset, n) * self.activation_scale
 
 
 def ensure_family(params: Mapping[str, Any], progress: bool = True) -> Family:

@@ -169,6 +169,28 @@ def splitting_counts(rows: list[dict[str, float]]) -> plt.Figure:
     return fig
 
 
+def dead_vs_low(points: Sequence, fit=None) -> plt.Figure:
+    """``low_mode.SummaryPoint``s: dead share (x) against low-MCS share (y), one colour per setting."""
+    fig, ax = plt.subplots(figsize=(6.2, 4.6))
+    names = list(dict.fromkeys(p.family for p in points))
+    palette = sns.color_palette("tab10", len(names))
+    for color, name in zip(palette, names, strict=True):
+        mine = [p for p in points if p.family == name]
+        ax.scatter([p.dead_share for p in mine], [p.low_share for p in mine], color=color, s=28, label=name)
+        for p in mine:
+            ax.annotate(str(p.size), (p.dead_share, p.low_share), fontsize=6, xytext=(3, 2),
+                        textcoords="offset points")
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="low share = dead share")
+    if fit is not None:
+        xs = np.linspace(0, 1, 50)
+        ax.plot(xs, fit.intercept + fit.slope * xs, color="black", lw=1, label="least-squares fit")
+    ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="dead share (no firing in the last window of training)",
+           ylabel="share with MCS below the null cutoff")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def tree_levels(summaries: list[dict[str, float | int]]) -> plt.Figure:
     """Shares per rung of the ladder: small latents with 0, 1, several children; large with several parents."""
     fig, ax = plt.subplots(figsize=(6.5, 3.8))

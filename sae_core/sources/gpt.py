@@ -9,6 +9,14 @@ The tokenizer is a byte-level BPE trained on the same corpus with ``tokenizers``
 Training: AdamW on random windows of the token stream; window positions of step ``s``
 come from a generator seeded by ``(seed, s)``, so a resumed run repeats the batches
 it would have seen. Checkpoints and the final model are safetensors + JSON.
+
+Speed (``GPTTrainConfig.fused``, on by default): with a 4096-token vocabulary and a
+residual of 32, two thirds of an eager step went to the ``[tokens, vocab]`` logits of
+the LM head: their log-softmax, its backward and the zero-filled gradient of
+``nll_loss``, each a pass over 8192 × 4096 floats (128 MiB) per step. The fused path
+computes the same loss and gradients in row chunks that stay in cache
+(:class:`LinearCrossEntropy`) and steps a fused AdamW. ``fused=False`` is the
+reference: the Hugging Face forward's ``.loss`` and the for-loop AdamW.
 """
 
 from __future__ import annotations
@@ -57,6 +65,7 @@ class GPTTrainConfig:
     seed: int = 0
     device: str = "auto"
     progress: bool = True
+    fused: bool = True  # chunked LM-head cross-entropy + fused AdamW; False: HF ``.loss`` (the reference path)
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int):
@@ -84,6 +93,74 @@ def build_model(cfg: GPTConfig, vocab_size: int, seed: int = 0):
     return GPT2LMHeadModel(hf_cfg)
 
 
+def _chunk_rows(vocab: int) -> int:
+    """Rows per chunk of :class:`LinearCrossEntropy`: 2 MiB of float32 logits, so a chunk's
+    logits stay in the L2 cache across the passes over them (measured best of 64-1024 rows at
+    vocabulary 4096 on the 2-core CPU)."""
+    return max(1, 2**19 // vocab)
+
+
+class LinearCrossEntropy(torch.autograd.Function):
+    r"""Mean cross-entropy of a bias-free linear head, with its gradients, in row chunks.
+
+    For hidden rows :math:`h_i \in \mathbb{R}^d` (:math:`i < N`), head :math:`W \in
+    \mathbb{R}^{V \times d}` and targets :math:`y_i`, with logits :math:`z_i = W h_i`:
+
+    .. math::
+        L = \frac1N \sum_i \Big(\log \sum_v e^{z_{iv}} - z_{i y_i}\Big), \qquad
+        G_i = \frac{\partial L}{\partial z_i} = \frac{\operatorname{softmax}(z_i) - e_{y_i}}{N},
+
+    :math:`\partial L / \partial h_i = W^\top G_i` and :math:`\partial L / \partial W = \sum_i G_i h_i^\top`.
+    This is ``F.cross_entropy(h @ W.T, y)`` and its backward, but the logits of only ``chunk``
+    rows exist at a time and the gradients are accumulated in the forward pass, so the
+    ``[N, V]`` logits, their softmax and their gradient are never written to memory: the
+    fused linear cross-entropy of Liger Kernel (Hsu et al. 2024, arXiv:2410.10989) and
+    "Cut Your Losses" (Wijmans et al. 2024, arXiv:2411.09009), here in plain PyTorch ops.
+    ``log_softmax`` subtracts the row maximum first, so no exponential overflows.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int) -> torch.Tensor:
+        n = hidden.shape[0]
+        need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        grad_h = torch.empty_like(hidden) if need_grad else None
+        grad_w = torch.zeros_like(weight) if need_grad else None
+        total = hidden.new_zeros((), dtype=torch.float32)
+        for i in range(0, n, chunk):
+            h, y = hidden[i : i + chunk], targets[i : i + chunk, None]
+            logp = torch.log_softmax(h @ weight.t(), dim=1)  # [chunk, V]
+            total -= logp.gather(1, y).sum(dtype=torch.float32)
+            if need_grad:
+                grad_z = logp.exp_().scatter_add_(1, y, logp.new_full(y.shape, -1.0))  # softmax - one-hot
+                torch.mm(grad_z, weight, out=grad_h[i : i + chunk])
+                grad_w.addmm_(grad_z.t(), h)
+        if need_grad:
+            ctx.save_for_backward(grad_h.div_(n), grad_w.div_(n))
+        return total / n
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        grad_h, grad_w = ctx.saved_tensors
+        return grad_h * grad_out, grad_w * grad_out, None, None
+
+
+def next_token_loss(model, ids: torch.Tensor, fused: bool = True) -> torch.Tensor:
+    """Mean cross-entropy (nats/token) of predicting ``ids[:, t + 1]`` from ``ids[:, : t + 1]``
+    for ``t < T - 1``: exactly what ``GPT2LMHeadModel(ids, labels=ids).loss`` defines.
+
+    ``fused=False`` returns that Hugging Face loss itself (the reference); ``fused=True``
+    runs the transformer body and :class:`LinearCrossEntropy` on its last hidden states.
+    """
+    if not fused:
+        return model(ids, labels=ids.clone()).loss
+    if getattr(model.lm_head, "bias", None) is not None:
+        raise ValueError("the fused loss assumes a bias-free LM head, as GPT-2's")
+    hidden = model.transformer(ids).last_hidden_state[:, :-1]
+    hidden = hidden.reshape(-1, hidden.shape[-1])
+    weight = model.lm_head.weight
+    return LinearCrossEntropy.apply(hidden, weight, ids[:, 1:].reshape(-1), _chunk_rows(weight.shape[0]))
+
+
 def encode_corpus(tokenizer, texts: Iterable[str]) -> np.ndarray:
     """All documents as one token stream, separated by the end-of-text token."""
     eos = tokenizer.eos_token_id
@@ -107,7 +184,7 @@ def evaluate(model, stream: np.ndarray, cfg: GPTConfig, tcfg: GPTTrainConfig, de
     losses = []
     for _ in range(tcfg.eval_batches):
         w = _windows(stream, tcfg.batch_size, cfg.context, gen).to(device)
-        losses.append(float(model(w[:, :-1], labels=w[:, :-1].clone()).loss))
+        losses.append(float(next_token_loss(model, w[:, :-1], tcfg.fused)))
     model.train()
     return float(np.mean(losses))
 
@@ -117,6 +194,27 @@ def _lr(step: int, tcfg: GPTTrainConfig) -> float:
         return tcfg.lr * (step + 1) / tcfg.warmup
     progress = (step - tcfg.warmup) / max(1, tcfg.steps - tcfg.warmup)
     return tcfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def make_optimizer(model, tcfg: GPTTrainConfig) -> torch.optim.AdamW:
+    """AdamW, betas (0.9, 0.95); ``tcfg.fused`` picks torch's fused kernel (one pass over each
+    parameter) over the default per-parameter for-loop: the same update rule."""
+    return torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay, betas=(0.9, 0.95),
+                             fused=tcfg.fused or None)
+
+
+def train_step(model, opt: torch.optim.Optimizer, window: torch.Tensor, lr: float, fused: bool = True) -> torch.Tensor:
+    """One optimizer step at learning rate ``lr`` on ``window`` ``[B, context + 1]`` (its first
+    ``context`` tokens are the input, as always here): next-token loss, gradient clipped to
+    norm 1, AdamW. Returns the loss before the step, detached."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    loss = next_token_loss(model, window[:, :-1], fused)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return loss.detach()
 
 
 def train_gpt(texts: Iterable[str] | Iterator[str], out_dir: str | os.PathLike, cfg: GPTConfig | None = None,
@@ -148,7 +246,7 @@ def train_gpt(texts: Iterable[str] | Iterator[str], out_dir: str | os.PathLike, 
     train_stream, val_stream = stream[:-n_val], stream[-n_val:]
 
     model = build_model(cfg, len(tokenizer), tcfg.seed).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay, betas=(0.9, 0.95))
+    opt = make_optimizer(model, tcfg)
     start, evals = 0, []
     ckpt = out / "checkpoint"
     if (ckpt / "meta.json").is_file():
@@ -164,16 +262,10 @@ def train_gpt(texts: Iterable[str] | Iterator[str], out_dir: str | os.PathLike, 
     for step in range(start, tcfg.steps):
         gen = torch.Generator().manual_seed(tcfg.seed * 1_000_003 + step)
         w = _windows(train_stream, tcfg.batch_size, cfg.context, gen).to(device)
-        for group in opt.param_groups:
-            group["lr"] = _lr(step, tcfg)
-        loss = model(w[:, :-1], labels=w[:, :-1].clone()).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        loss = train_step(model, opt, w, _lr(step, tcfg), tcfg.fused)
         bar.update(1)
         if (step + 1) % tcfg.eval_every == 0 or step + 1 == tcfg.steps:
-            evals.append({"step": step + 1, "train_loss": float(loss.detach()),
+            evals.append({"step": step + 1, "train_loss": float(loss),
                           "val_loss": evaluate(model, val_stream, cfg, tcfg, device)})
             bar.set_postfix(val_loss=f"{evals[-1]['val_loss']:.3f}")
         if tcfg.checkpoint_every and (step + 1) % tcfg.checkpoint_every == 0 and step + 1 < tcfg.steps:

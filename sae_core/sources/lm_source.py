@@ -9,6 +9,7 @@ that shape it: the replication GPT under ``gpt/``, extracted activations under
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
 import itertools
 import json
@@ -21,17 +22,20 @@ import torch
 from tqdm.auto import tqdm
 
 from sae_core.device import resolve_device
-from sae_core.io import cache_root
+from sae_core.io import REPO_ROOT, cache_root
 from sae_core.sources import nnsight_sites as lm_sites
 from sae_core.sources.store import ActivationStore, StoreSource, StoreWriter
 
 REPLICATION_GPT = "replication-gpt"
+# WikiText-2 (validation + test splits, CC BY-SA 3.0, Merity et al. 2016), vendored so the
+# language-model path runs offline on real English; see data/README.md.
+VENDORED_CORPUS = REPO_ROOT / "data" / "wikitext2.txt.gz"
 
 
 @dataclass(frozen=True)
 class LMSourceConfig:
     model: str = REPLICATION_GPT  # "replication-gpt" (trained here), a hub id, or a local HF folder
-    corpus: str = "Skylion007/openwebtext"  # local .txt file or folder, or a HF dataset id (needs network)
+    corpus: str = "Skylion007/openwebtext"  # local .txt/.txt.gz file or folder, or a HF dataset id (needs network)
     text_field: str = "text"  # column of a HF dataset that holds the text
     site: str = "blocks.2.mlp.hook_post"  # TransformerLens hook name, or a module path
     context: int = 128  # tokens per row
@@ -55,13 +59,17 @@ def _key(data: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
+TEXT_SUFFIXES = (".txt", ".txt.gz")  # plain or gzip-compressed UTF-8 text, one document per line
+
+
 def _looks_like_path(corpus: str) -> bool:
-    return corpus.startswith((".", "/", "~")) or corpus.endswith((".txt", ".md")) or Path(corpus).exists()
+    return corpus.startswith((".", "/", "~")) or corpus.endswith((*TEXT_SUFFIXES, ".md")) or Path(corpus).exists()
 
 
 def iter_documents(corpus: str, text_field: str = "text", limit: int | None = None) -> Iterator[str]:
-    """Non-empty documents (at most ``limit``) of a local text file (one per line), a folder of
-    .txt files, or a Hugging Face dataset streamed from the hub."""
+    """Non-empty documents (at most ``limit``) of a local text file (one per line; ``.gz`` files
+    are decompressed on the fly), a folder of .txt and .txt.gz files, or a Hugging Face dataset
+    streamed from the hub."""
     texts = _local_texts(corpus) if _looks_like_path(corpus) else _hub_texts(corpus, text_field)
     yield from itertools.islice((t.strip() for t in texts if t.strip()), limit)
 
@@ -70,11 +78,13 @@ def _local_texts(corpus: str) -> Iterator[str]:
     path = Path(corpus).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"corpus file or folder {path} does not exist")
-    files = sorted(path.glob("**/*.txt")) if path.is_dir() else [path]
+    files = sorted(f for suffix in TEXT_SUFFIXES for f in path.glob(f"**/*{suffix}")) if path.is_dir() else [path]
     if not files:
-        raise FileNotFoundError(f"corpus folder {path} holds no .txt files")
+        raise FileNotFoundError(f"corpus folder {path} holds no .txt or .txt.gz files")
     for file in files:
-        with open(file, encoding="utf-8") as fh:
+        # gzip.open in text mode yields the same lines (universal newlines) as open() on the plain file
+        opener = gzip.open if file.name.endswith(".gz") else open
+        with opener(file, "rt", encoding="utf-8") as fh:
             yield from fh
 
 

@@ -78,3 +78,32 @@ def test_feature_trees_report_on_a_family(family):
     assert report.validation is not None and len(report.validation) == 2
     lines = splitting.describe_subtree(report, 0)
     assert lines[0].startswith("16:0")
+
+
+def test_normalised_family_scales_its_held_out_samples(family):
+    scaled = low_mode.ablation_family(family, {"normalize_activations": True}, [16, 64], progress=False)
+    assert scaled.key != family.key and scaled.activation_scale != 1.0
+    x = scaled.sample(4096)
+    assert abs(float(x.pow(2).sum(1).mean()) / 8 - 1) < 0.1  # mean squared norm d_in = 8
+    assert family.activation_scale == 1.0
+    # the option at its default leaves the parameters, and so the cache key, as before it existed
+    assert "normalize_activations" not in pipeline.family_params({**BASE, "normalize_activations": False})
+
+
+def test_summary_fit_recovers_a_planted_line():
+    points = [low_mode.SummaryPoint("s", 1, 2, x, 0.1 + 0.8 * x, 0.1) for x in np.linspace(0, 1, 12)]
+    fit = low_mode.fit_points(points)
+    assert abs(fit.slope - 0.8) < 1e-9 and abs(fit.intercept - 0.1) < 1e-9
+    assert fit.pearson > 0.999 and fit.slope_ci[0] <= 0.8 <= fit.slope_ci[1]
+    assert low_mode.fit_points(points[:2]) is None
+    flat = [low_mode.SummaryPoint("s", 1, 2, 0.3, y, 0.0) for y in (0.1, 0.2, 0.3)]
+    assert low_mode.fit_points(flat) is None  # no spread in x: no line
+
+
+def test_summary_points_use_the_training_record(family):
+    points = low_mode.summary_points([("base", family)], window=20)
+    assert [(p.size, p.against) for p in points] == [(16, 64), (32, 64)]
+    for p in points:
+        dead = low_mode.trained_dead(family, p.size, 20)
+        assert p.dead_share == float(dead.mean())
+        assert p.alive_low_share <= p.low_share
