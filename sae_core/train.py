@@ -468,7 +468,8 @@ def train_family(
     if out is not None and (out / CHECKPOINT_DIR / "meta.json").is_file():
         start, history = _load_checkpoint(out / CHECKPOINT_DIR, members, fused, device)
 
-    bar = tqdm(total=cfg.n_steps, initial=start, disable=not cfg.progress, desc=f"SAEs {list(cfg.sizes)}")
+    bar = tqdm(total=cfg.n_steps, initial=start, disable=not cfg.progress, desc=f"SAEs {list(cfg.sizes)}",
+               mininterval=2.0)  # a line every 2 s at most when make book streams it
     for step in range(start, cfg.n_steps):
         x = source.batch(step, cfg.batch_size)
         check_batch(x, d_in, step)

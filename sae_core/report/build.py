@@ -13,6 +13,7 @@ are copied there first, so a test build never touches the repository's own book.
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 import subprocess
 import sys
@@ -94,13 +95,50 @@ def execute_chapters(profile: dict[str, Any], out_dir: Path, chapters: tuple[str
         log(f"[report] {ch}: executing with {len(params)} profile parameters")
         start = time.perf_counter()
         try:
+            # log_output streams the kernel's output (stage lines, training progress) to this terminal
             papermill.execute_notebook(str(source), str(out_dir / f"{ch}.ipynb"), parameters=params,
-                                       kernel_name="python3", progress_bar=False, cwd=str(REPO_ROOT))
+                                       kernel_name="python3", progress_bar=False, cwd=str(REPO_ROOT),
+                                       log_output=True)
         finally:
             source.unlink(missing_ok=True)
+        dress_for_reading(out_dir / f"{ch}.ipynb", params)
         timings[ch] = time.perf_counter() - start
         log(f"[report] {ch}: {timings[ch]:.1f} s")
     return timings
+
+
+def dress_for_reading(path: Path, injected: dict[str, Any]) -> None:
+    """Make an executed chapter read as a paper: the parameters cells (the defaults and papermill's
+    injected values) are removed and replaced by one folded table of the values this build used,
+    and every other code cell's input is folded behind a toggle (Jupyter Book's ``hide-input``)."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    values: dict[str, str] = {}
+    where = None
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        tags = cell.metadata.setdefault("tags", [])
+        if "parameters" in tags or "injected-parameters" in tags:
+            for line in cell.source.splitlines():
+                name, sep, value = line.partition("=")
+                if sep and name.strip().isidentifier() and not line.startswith((" ", "#")):
+                    values[name.strip()] = value.split("  #")[0].strip()
+            if "remove-cell" not in tags:
+                tags.append("remove-cell")
+            where = i
+        elif "hide-input" not in tags and "remove-cell" not in tags:
+            tags.append("hide-input")
+    if where is None or not values:
+        nbformat.write(nb, path)
+        return
+    rows = "\n".join(f"| `{k}` | `{v}` | {'profile' if k in injected else 'chapter default'} |"
+                      for k, v in values.items())
+    table = (":::{admonition} Parameters of this build\n:class: dropdown\n\n"
+             "| parameter | value | set by |\n|---|---|---|\n" + rows + "\n:::")
+    nb.cells.insert(where + 1, nbformat.v4.new_markdown_cell(table))
+    nbformat.write(nb, path)
 
 
 def build_book(root: Path) -> Path:
@@ -128,6 +166,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="override a profile value, e.g. --set n_steps=8000 --set lm.corpus=data.txt")
     parser.add_argument("--no-build", action="store_true", help="execute the chapters only")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("papermill").setLevel(logging.INFO)  # the chapters' output, streamed
     profile = apply_overrides(load_profile(args.profile), args.set)
     root = Path(args.root)
     prepare_root(root)

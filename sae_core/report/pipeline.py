@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,11 @@ TRAIN_KEYS = ("sizes", "n_steps", "batch_size", "lr", "l1_coeff", "seed", "resam
 # keys of families cached before they existed stay valid.
 OPTIONAL_TRAIN_KEYS = ("normalize_activations",)
 FAMILY_KEYS = ("source", *TRAIN_KEYS, *OPTIONAL_TRAIN_KEYS, "synthetic", "lm")
+
+
+def stage(message: str) -> None:
+    """One line per pipeline stage on stderr: ``make book`` streams it from the chapter's kernel."""
+    print(f"[pipeline] {message}", file=sys.stderr, flush=True)
 
 
 def family_params(namespace: Mapping[str, Any]) -> dict[str, Any]:
@@ -149,7 +156,10 @@ def ensure_family(params: Mapping[str, Any], progress: bool = True) -> Family:
     if not family_is_complete(path):
         path.mkdir(parents=True, exist_ok=True)
         (path / "params.json").write_text(json.dumps(params, indent=2, sort_keys=True))
+        start = time.perf_counter()
+        stage(f"family {key}: training sizes {params['sizes']} for {params['n_steps']} steps on {params['source']}")
         train_family(source, train_config(params, progress), out_dir=path)
+        stage(f"family {key}: trained in {time.perf_counter() - start:.0f} s")
     saes = load_family(path)
     if sorted(saes) != sorted(params["sizes"]):
         raise RuntimeError(f"cache {path} holds sizes {sorted(saes)}, expected {params['sizes']}")
