@@ -104,7 +104,7 @@ plots.table(["size", "L0", "variance explained", "never fire"],
 #
 # | Chapter | Measurement | This build |
 # |---|---|---|
-# | [Bimodality](03_bimodality.ipynb) | low and high MCS modes, {glue:text}`03_bimodality.ipynb::pair:s` | {glue:text}`03_bimodality.ipynb::low_mode:.2f` and {glue:text}`03_bimodality.ipynb::high_mode:.2f` |
+# | [Bimodality](03_bimodality.ipynb) | low and high MCS modes, {glue:text}`03_bimodality.ipynb::pair:s` | {glue:text}`03_bimodality.ipynb::modes_text:s` |
 # | [Bimodality](03_bimodality.ipynb) | share of features at or above the null cutoff (and ≥ 0.5) | {glue:text}`03_bimodality.ipynb::frac_high_null:.1%` ({glue:text}`03_bimodality.ipynb::frac_high:.1%`) |
 # | [Random nulls](04_random_nulls.ipynb) | the low part against the truncated null, at its own sample size | {glue:text}`04_random_nulls.ipynb::verdict:s` |
 # | [What the low mode is](05_low_mode.ipynb) | dead latents, noise or unfound features | {glue:text}`05_low_mode.ipynb::verdict_dead:s` |

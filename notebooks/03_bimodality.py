@@ -73,10 +73,14 @@ def pct(x: float | None) -> str:
     return "–" if x is None else f"{x:.1%}"
 
 
+def mode(x: float) -> str:
+    return "none" if x != x else f"{x:.2f}"  # NaN: no bin on that side of 0.5 holds a feature
+
+
 plots.table(
     ["size", "features", "low mode", "high mode", "above null cutoff", "MCS ≥ 0.5", "mean MCS", "bimodal",
      "high: near a true feature", "low: near a true feature", "low: never fire"],
-    [[r.size, r.n, f"{r.low_mode:.2f}", f"{r.high_mode:.2f}", f"{r.frac_high_null:.1%}", f"{r.frac_high_post:.1%}",
+    [[r.size, r.n, mode(r.low_mode), mode(r.high_mode), f"{r.frac_high_null:.1%}", f"{r.frac_high_post:.1%}",
       f"{r.mean:.3f}", "yes" if r.bimodal else "no", pct(r.high_true), pct(r.low_true), pct(r.low_dead)]
      for r in rows],
 )
@@ -95,6 +99,9 @@ else:
         f"{1 - post_row.frac_high_post:.1%} of the features lie below 0.5.{others}"
     )
 glue("pair_sentence", pair_sentence, display=False)
+glue("modes_text", f"{mode(post_row.low_mode)} and {mode(post_row.high_mode)}" if post_row.low_mode == post_row.low_mode
+     else f"no low mode ({1 - post_row.frac_high_post:.1%} below 0.5); high mode {mode(post_row.high_mode)}",
+     display=False)
 glue("truth_note", "" if family.true_features is not None else
      " The true-feature columns are empty: a language model has no known features.", display=False)
 
@@ -133,7 +140,7 @@ plots.glue_figure("fig_layers", plots.mcs_histograms(by_layer, large, family.d_i
 glue("layer_names", ", ".join(by_layer), display=False)
 plots.table(["layer", "features", "MCS ≥ 0.5", "low mode", "high mode"],
             [[name, len(v), f"{stats.split_high_low(v).frac_high:.1%}",
-              *(f"{m:.2f}" for m in stats.histogram_modes(v))] for name, v in by_layer.items()])
+              *(mode(m) for m in stats.histogram_modes(v))] for name, v in by_layer.items()])
 
 # %% [markdown]
 # ```{glue:figure} fig_layers
