@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from sae_core import __version__
 from sae_core.device import resolve_device
 from sae_core.io import atomic_dir, write_json_atomic
-from sae_core.sae import SAEConfig, SparseAutoencoder
+from sae_core.sae import IN_FORWARD_EPS, SAEConfig, SparseAutoencoder
 
 CHECKPOINT_DIR = "checkpoint"
 FAMILY_FILE = "family.json"  # written last: its presence marks a finished family
@@ -143,15 +143,14 @@ def _make_family(cfg: TrainConfig, d_in: int, provenance: dict[str, Any], device
 
 
 def uses_fused_step(cfg: TrainConfig, members: dict[int, _Member]) -> bool:
-    """The fused step covers the replication's SAE: ReLU, no decoder bias, decoder rows
-    renormalised after the step. Anything else trains on the plain per-SAE autograd step."""
+    """The fused step covers ReLU SAEs without decoder bias whose decoder rows are normalised after
+    the step (ours) or inside the forward pass (``init="post"``), the same way for the whole family.
+    Anything else trains on the plain per-SAE autograd step."""
     if not cfg.fused:
         return False
-    return all(
-        not m.sae.cfg.use_b_dec and getattr(m.sae.cfg, "activation", "relu") == "relu"
-        and getattr(m.sae.cfg, "decoder_norm", "after_step") == "after_step"
-        for m in members.values()
-    )
+    norms = {m.sae.cfg.decoder_norm for m in members.values()}
+    return len(norms) == 1 and all(not m.sae.cfg.use_b_dec and m.sae.cfg.activation == "relu"
+                                   for m in members.values())
 
 
 class _FusedFamily:
@@ -167,6 +166,10 @@ class _FusedFamily:
         dW_dec_J = f_J^T g_J,   dpre_J = (g_J W_dec_J^T + α/B) * 1[f_J > 0]
         dW_enc = x^T dpre,      db_enc = sum_b dpre         one matmul for the family
 
+    With ``decoder_norm="in_forward"`` the decoder used is Ŵ = W / ||W||_row and the gradient
+    passes through the normalisation: dW = (dŴ - ŵ (ŵ · dŴ)) / ||W|| per row, and no
+    renormalisation follows the step (HoagyC/sparse_coding's FunctionalSAE).
+
     Forward 4·B·d·S FLOP, backward 6·B·d·S (no gradient with respect to x is needed): the
     10·B·d·S floor. The L_J share no parameters, so summing them and taking one Adam step over
     the concatenated tensors is the per-SAE update (Adam is elementwise and every SAE has
@@ -175,6 +178,7 @@ class _FusedFamily:
 
     def __init__(self, members: dict[int, _Member], lr: float, l1_coeff: float) -> None:
         self.sizes = list(members)
+        self.in_forward = next(iter(members.values())).sae.cfg.decoder_norm == "in_forward"
         self.offsets = dict(zip(self.sizes, itertools.accumulate([0, *self.sizes[:-1]]), strict=True))
         saes = [m.sae for m in members.values()]
         self.W_enc = torch.nn.Parameter(torch.cat([s.W_enc.detach() for s in saes], dim=1))  # [d, S]
@@ -206,6 +210,11 @@ class _FusedFamily:
     def step(self, x: torch.Tensor, want_parts: bool) -> tuple[torch.Tensor, dict[int, dict[str, float]]]:
         """One optimizer step on batch x [B, d]; returns f [B, S] and, if asked, per-size losses."""
         b, d = x.shape
+        if self.in_forward:
+            norms = self.W_dec.norm(dim=1, keepdim=True).clamp_min(IN_FORWARD_EPS)  # [S, 1]
+            w_dec = self.W_dec / norms  # Ŵ [S, d]
+        else:
+            w_dec = self.W_dec
         f = torch.relu(torch.addmm(self.b_enc, x, self.W_enc))  # [B, S]
         active = f > 0
         dpre = torch.empty_like(f)  # [B, S]
@@ -213,7 +222,7 @@ class _FusedFamily:
         parts: dict[int, dict[str, float]] = {}
         for size in self.sizes:
             blk = self.block(size)
-            f_j, w_j = f[:, blk], self.W_dec[blk]
+            f_j, w_j = f[:, blk], w_dec[blk]
             err = f_j @ w_j - x  # [B, d]
             if want_parts:
                 mse, l1 = float(err.pow(2).mean()), float(f_j.sum(1).mean())
@@ -224,11 +233,14 @@ class _FusedFamily:
             torch.addmm(torch.full((), self.l1_coeff / b, dtype=x.dtype, device=x.device), g, w_j.t(),
                         out=dpre[:, blk])
         dpre.mul_(active)
+        if self.in_forward:  # through Ŵ = W / ||W||: remove the radial part, divide by the norm
+            grad_dec = (grad_dec - w_dec * (w_dec * grad_dec).sum(1, keepdim=True)) / norms
         self.W_enc.grad = x.t() @ dpre
         self.b_enc.grad = dpre.sum(0)
         self.W_dec.grad = grad_dec
         self.opt.step()
-        self.W_dec.data /= self.W_dec.data.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        if not self.in_forward:
+            self.W_dec.data /= self.W_dec.data.norm(dim=1, keepdim=True).clamp_min(1e-12)
         return f, parts
 
     def write_back(self, members: dict[int, _Member]) -> None:

@@ -353,3 +353,21 @@ def test_latent_stats_count_steps_fired_exactly():
     assert m.fire_steps.tolist() == [2, 2, 0]
     assert m.last_fired.tolist() == [2, 3, 0]
     assert m.steps_since_fired.tolist() == [1, 0, 3]
+
+
+def test_fused_step_matches_the_plain_step_with_the_post_initialisation():
+    """init="post" normalises decoder rows inside the forward pass; the fused step's hand-written
+    gradient through that normalisation gives the autograd step's weights."""
+    src = SyntheticSource(SMALL_SOURCE)
+    base = dict(sizes=(16, 40), n_steps=8, batch_size=64, l1_coeff=1e-2, init="post", log_every=1)
+    fused, fused_hist = train_family(src, quiet(fused=True, **base))
+    plain, plain_hist = train_family(src, quiet(fused=False, **base))
+    for s in (16, 40):
+        assert fused[s].cfg.decoder_norm == "in_forward"
+        for name in ("W_enc", "b_enc", "W_dec"):
+            got, ref = getattr(fused[s], name).detach(), getattr(plain[s], name).detach()
+            assert torch.allclose(got, ref, rtol=1e-5, atol=1e-6), (s, name, (got - ref).abs().max())
+        # the stored rows are not renormalised after the step: they drift from unit norm
+        assert not torch.allclose(fused[s].W_dec.norm(dim=1), torch.ones(s), atol=1e-4)
+    for a, b in zip(fused_hist, plain_hist, strict=True):
+        assert a["d_sae"] == b["d_sae"] and abs(a["loss"] - b["loss"]) <= 1e-5 * max(1.0, abs(b["loss"]))
