@@ -1,0 +1,214 @@
+"""Cross-entropy loss recovered when an SAE's reconstruction is spliced into a language model.
+
+On token batches the model is run three times through nnsight (:mod:`nnsight_sites` names
+the sites), each time computing the next-token cross-entropy
+
+    L = (1 / N) * sum_{(b, t) in P} -log softmax(logits[b, t])[input_ids[b, t + 1]]
+
+over the set P of predicted positions: (b, t) with both t and t + 1 real tokens,
+``attention_mask[b, t] = attention_mask[b, t + 1] = 1``, and N = |P|. Padding (right or left)
+never counts. P is pooled over *all* batches, so every predicted token weighs the same: L is
+the token-weighted mean (sum of the per-token losses over the total count), not a mean of
+per-batch or per-sequence means. The three runs are
+
+* ``L_clean``: the unmodified model;
+* ``L_sae``: the site's activation x [B, T, d] replaced at every position (padding
+  included; it cannot reach a counted logit through the causal, masked attention) by the
+  reconstruction ``x_hat = sae(c * x) / c``, where c is ``scale``, the factor a family
+  trained on normalised activations was fed (c = 1 for raw activations);
+* ``L_zero``: the site's activation replaced by zeros (zero-ablation);
+
+and the fraction of the loss recovered is
+
+    recovered = (L_zero - L_sae) / (L_zero - L_clean)
+
+(1 when splicing costs nothing, 0 when the reconstruction is as bad as zero-ablation; it can
+leave [0, 1] either way). This follows dictionary_learning's ``loss_recovered``
+(saprmarks/dictionary_learning, ``dictionary_learning/evaluation.py`` at 12e8427: three
+traces, the replacement at the submodule's input or output, logits[:, :-1] scored against
+tokens[:, 1:], ``use_cache=False``, ``frac_recovered = (L_rec - L_zero) / (L_orig - L_zero)``)
+and the zero-ablation baseline of Bricken et al. 2023 ("Towards Monosemanticity",
+transformer-circuits.pub). Differences from dictionary_learning: padding is masked with the
+attention mask rather than ``ignore_index=pad_token_id`` (which would also drop real tokens
+whose id equals the pad id, e.g. an EOS used as padding), the reconstruction is computed
+from the clean run's activation outside the trace, and ``scale`` is a fixed constant rather
+than a per-batch ``sqrt(d) / mean ||x||``. The fraction depends on how bad the baseline is:
+zeroing the residual stream (``hook_resid_post``) wrecks the model, so a large L_zero
+flatters any reconstruction there. Gao et al. 2024 (arXiv:2406.04093) report the downstream
+loss itself instead; ``sae - clean`` (the loss increase) belongs alongside the fraction.
+
+The reconstruction is computed from the clean run's activation; the model must be
+deterministic (eval mode, which is checked), so that the spliced run reads the same x.
+
+The replacement happens at the exact tensor the site reads (:func:`nnsight_sites.read_site`):
+the first positional input of the module for ``read == "input"`` (e.g.
+``blocks.L.mlp.hook_post``, the input of the MLP's output projection), or the module's
+output (its first element when the module returns a tuple, e.g. attention) for
+``read == "output"``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from sae_core.sources.nnsight_sites import Site, _first_tensor
+
+__all__ = ["LossRecovered", "ce_loss_recovered", "next_token_ce", "reconstruct"]
+
+
+@dataclass(frozen=True)
+class LossRecovered:
+    """The three token-weighted mean cross-entropies (nats per predicted token) and the fraction."""
+
+    clean: float  # L_clean, unmodified model
+    sae: float  # L_sae, site replaced by sae(c x) / c
+    zero: float  # L_zero, site replaced by zeros
+    recovered: float  # (zero - sae) / (zero - clean); nan when zero == clean
+    n_tokens: int  # N, predicted positions counted (both the position and its target real)
+
+
+def next_token_ce(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+                  ) -> tuple[float, int]:
+    """Sum of next-token cross-entropies over the predicted positions, and their number.
+
+    ``logits [B, T, V]`` at position t are scored against ``input_ids[:, t + 1]`` for every
+    (b, t) with ``attention_mask[b, t] = attention_mask[b, t + 1] = 1``; the log-softmax is
+    taken in float32 and the sum accumulated in float64. Returns ``(sum, N)``.
+    """
+    vocab = logits.shape[-1]
+    mask = attention_mask.to(logits.device).bool()
+    keep = mask[:, 1:] & mask[:, :-1]  # [B, T-1]
+    ce = F.cross_entropy(
+        logits[:, :-1].float().reshape(-1, vocab),  # [B*(T-1), V]
+        input_ids[:, 1:].to(logits.device).reshape(-1),  # [B*(T-1)]
+        reduction="none",
+    ).view(keep.shape)  # [B, T-1]
+    return float(ce[keep].double().sum()), int(keep.sum())
+
+
+def _declared_d_in(sae) -> int | None:
+    """The SAE's input width if it says so: ``cfg.d_in`` or the rows of ``W_enc [d_in, d_sae]``."""
+    d_in = getattr(getattr(sae, "cfg", None), "d_in", None)
+    if isinstance(d_in, int):
+        return d_in
+    w_enc = getattr(sae, "W_enc", None)
+    return int(w_enc.shape[0]) if isinstance(w_enc, torch.Tensor) else None
+
+
+def _sae_device_dtype(sae, x: torch.Tensor) -> tuple[torch.device, torch.dtype]:
+    """Where and in what dtype the SAE computes: its first parameter's, else the activation's."""
+    params = getattr(sae, "parameters", None)
+    first = next(iter(params()), None) if callable(params) else None
+    return (first.device, first.dtype) if first is not None else (x.device, x.dtype)
+
+
+@torch.no_grad()
+def reconstruct(sae: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, scale: float = 1.0,
+                site_name: str = "the site") -> torch.Tensor:
+    """``x_hat = sae(c * x) / c`` for activations ``x [B, T, d]``, returned as [B, T, d] in x's dtype.
+
+    The SAE sees rows ``[B*T, d]`` (its documented ``[batch, d_in]``), on its own device and
+    dtype. Raises ``ValueError`` when the SAE's width (``cfg.d_in`` or ``W_enc.shape[0]``, or
+    failing that the shape it returns) differs from the site's width d.
+    """
+    width = x.shape[-1]
+    d_in = _declared_d_in(sae)
+    if d_in is not None and d_in != width:
+        raise ValueError(
+            f"the SAE expects d_in={d_in}, but {site_name} has width {width}: "
+            "this dictionary was not trained on this site (or this model)"
+        )
+    device, dtype = _sae_device_dtype(sae, x)
+    rows = x.reshape(-1, width).to(device=device, dtype=dtype)  # [B*T, d]
+    out = sae(rows * scale)
+    out = _first_tensor(out)  # an SAE called with output_features=True returns (x_hat, f)
+    if tuple(out.shape) != tuple(rows.shape):
+        raise ValueError(
+            f"the SAE returned shape {tuple(out.shape)} for input {tuple(rows.shape)} from {site_name}; "
+            f"a reconstruction must have the input's shape (site width {width})"
+        )
+    return (out / scale).to(device=x.device, dtype=x.dtype).reshape(x.shape)  # [B, T, d]
+
+
+def _envoy(lm, path: str):
+    """The nnsight envoy of the module at ``path`` (``transformer.h.0.mlp`` -> lm.transformer.h[0].mlp)."""
+    envoy = lm
+    for part in path.split("."):
+        envoy = envoy[int(part)] if part.isdigit() else getattr(envoy, part)
+    return envoy
+
+
+def _replace_first(value, new: torch.Tensor):
+    """``value`` with its first tensor (descending into tuples and lists) replaced by ``new``."""
+    if isinstance(value, (tuple, list)):
+        return type(value)([_replace_first(value[0], new), *value[1:]])
+    return new
+
+
+def _logits(output) -> torch.Tensor:
+    return output.logits if hasattr(output, "logits") else _first_tensor(output)
+
+
+def _run(lm, site: Site, inputs: dict[str, torch.Tensor], replacement: torch.Tensor | None = None
+         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One traced forward pass; returns (site activation [B, T, d] as read, logits [B, T, V]).
+
+    With ``replacement`` the site's tensor is set to it before the rest of the model runs; the
+    returned activation is then the one read before the replacement. nnsight 0.8 requires
+    the site to be touched before ``lm.output`` (modules in execution order).
+    """
+    envoy = _envoy(lm, site.module_path)
+    with torch.no_grad(), lm.trace(inputs, use_cache=False):
+        if site.read == "input":
+            value = envoy.input.save()  # the first positional argument
+            if replacement is not None:
+                envoy.input = replacement  # nnsight repacks it into (args, kwargs)
+        else:
+            value = envoy.output.save()
+            if replacement is not None:
+                envoy.output = _replace_first(value, replacement)
+        logits = _logits(lm.output).save()
+    return _first_tensor(value).detach(), logits.detach()
+
+
+def ce_loss_recovered(lm, site: Site, sae: Callable[[torch.Tensor], torch.Tensor],
+                      batches: Iterable[tuple[torch.Tensor, torch.Tensor]], scale: float = 1.0,
+                      max_batches: int | None = None) -> LossRecovered:
+    """L_clean, L_sae, L_zero and the fraction recovered of ``sae`` at ``site`` (module docstring).
+
+    ``lm`` is an nnsight ``LanguageModel`` (:func:`nnsight_sites.wrap`) in eval mode, ``site``
+    from :func:`nnsight_sites.resolve_site`, ``sae`` any callable mapping ``[n, d]`` to
+    ``[n, d]`` (a :class:`sae_core.sae.SparseAutoencoder`'s forward), ``batches`` yields
+    ``(input_ids [B, T], attention_mask [B, T])`` as :func:`lm_source.token_batches` does
+    (at most ``max_batches`` of them are used), and ``scale`` is c in ``sae(c x) / c``.
+    Three forward passes per batch.
+    """
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be finite and > 0, got {scale!r}")
+    if lm.training:
+        raise ValueError("the model is in training mode (dropout would make the three runs differ); call .eval()")
+    device = lm.device
+    sums = {"clean": 0.0, "sae": 0.0, "zero": 0.0}
+    n_tokens = 0
+    for i, (ids, mask) in enumerate(batches):
+        if max_batches is not None and i >= max_batches:
+            break
+        inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+        x, clean = _run(lm, site, inputs)  # x [B, T, d], logits [B, T, V]
+        x_hat = reconstruct(sae, x, scale, site_name=f"site {site.name!r}")  # [B, T, d]
+        _, spliced = _run(lm, site, inputs, x_hat)
+        _, zeroed = _run(lm, site, inputs, torch.zeros_like(x))
+        for key, logits in (("clean", clean), ("sae", spliced), ("zero", zeroed)):
+            total, n = next_token_ce(logits, inputs["input_ids"], inputs["attention_mask"])
+            sums[key] += total
+        n_tokens += n  # the same N for the three runs
+    if n_tokens == 0:
+        raise ValueError("the batches hold no predicted positions (each needs two consecutive real tokens)")
+    clean, sae_loss, zero = (sums[k] / n_tokens for k in ("clean", "sae", "zero"))
+    recovered = (zero - sae_loss) / (zero - clean) if zero != clean else math.nan
+    return LossRecovered(clean=clean, sae=sae_loss, zero=zero, recovered=recovered, n_tokens=n_tokens)

@@ -1,0 +1,241 @@
+"""Loss recovered by splicing an SAE into a language model, offline on tiny random models."""
+
+import math
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sae_core.sae import SAEConfig, SparseAutoencoder
+from sae_core.sources import nnsight_sites as lm_sites
+from sae_core.sources.evaluation import LossRecovered, ce_loss_recovered, next_token_ce
+from sae_core.sources.gpt import GPTConfig, build_model, train_tokenizer
+from sae_core.sources.lm_source import token_batches
+
+WORDS = "the a cat dog sat ran on under mat tree big small red blue quickly slowly and then".split()
+SITES = ["blocks.0.mlp.hook_post", "blocks.1.hook_resid_post", "blocks.0.hook_attn_out", "blocks.1.hook_mlp_out"]
+
+
+def generated_text(n_docs: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 30))) for _ in range(n_docs)]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return train_tokenizer(generated_text(200), vocab_size=120)
+
+
+def tiny_gpt2(vocab: int):
+    return build_model(GPTConfig(n_layer=2, n_embd=32, n_head=4, n_inner=64, context=64), vocab, seed=0).eval()
+
+
+def tiny_neox(vocab: int):
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    torch.manual_seed(0)
+    cfg = GPTNeoXConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=48, max_position_embeddings=64)
+    return GPTNeoXForCausalLM(cfg).eval()
+
+
+def loud(model):
+    """Redraw the weights large (matrices N(0, 0.5^2), biases N(0, 0.1^2), norms' gains 1 + N(0, 0.1^2)):
+    at the default init (std 0.02) a tiny random model predicts nearly uniformly and ablating a
+    site barely moves the loss, so the fractions would be ratios of rounding errors."""
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() >= 2:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+            elif "ln" in name or "norm" in name:
+                p.copy_(1 + torch.randn(p.shape, generator=gen) * 0.1 if name.endswith("weight")
+                        else torch.randn(p.shape, generator=gen) * 0.1)
+            else:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+    return model
+
+
+MODELS = {"gpt2": tiny_gpt2, "gpt_neox": tiny_neox}
+
+
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def setup(request, tokenizer):
+    """(HF model, nnsight wrapper, right-padded batches [(ids [B, T], mask [B, T])])."""
+    model = loud(MODELS[request.param](len(tokenizer)))
+    batches = list(token_batches(tokenizer, iter(generated_text(10, seed=1)), context=12, batch_size=4))
+    assert any((mask == 0).any() for _, mask in batches), "the batches must contain padding"
+    return model, lm_sites.wrap(model, tokenizer), batches
+
+
+class Identity(nn.Module):
+    """An "SAE" whose reconstruction is perfect: forward(x) = x."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class Zeros(nn.Module):
+    """An "SAE" that reconstructs nothing: forward(x) = 0."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(x)
+
+
+def site_width(model, lm, site, batches) -> int:
+    return lm_sites.read_site(lm, site, *batches[0]).shape[-1]
+
+
+def hand_loss(model, site: lm_sites.Site, replace, batches) -> float:
+    """Token-weighted mean next-token CE with the site replaced by ``replace(x)`` through plain
+    PyTorch hooks (no nnsight), padding masked by hand: the independent reference."""
+    module = model.get_submodule(site.module_path)
+
+    def pre_hook(mod, args):
+        return (replace(args[0]), *args[1:])
+
+    def hook(mod, args, output):
+        if isinstance(output, tuple):
+            return (replace(output[0]), *output[1:])
+        return replace(output)
+
+    handle = module.register_forward_pre_hook(pre_hook) if site.read == "input" else module.register_forward_hook(hook)
+    total, count = 0.0, 0
+    try:
+        with torch.no_grad():
+            for ids, mask in batches:
+                logits = model(input_ids=ids, attention_mask=mask).logits  # [B, T, V]
+                for b in range(ids.shape[0]):
+                    n = int(mask[b].sum())  # right padding: the first n positions are real
+                    ce = F.cross_entropy(logits[b, : n - 1], ids[b, 1:n], reduction="sum")
+                    total, count = total + float(ce), count + n - 1
+    finally:
+        handle.remove()
+    return total / count
+
+
+@pytest.mark.parametrize("site_name", SITES)
+def test_identity_recovers_everything_and_zeros_nothing(setup, site_name):
+    model, lm, batches = setup
+    site = lm_sites.resolve_site(model, site_name)
+    ident = ce_loss_recovered(lm, site, Identity(), iter(batches))
+    assert isinstance(ident, LossRecovered)
+    # a random model may even do better zero-ablated; what matters is a denominator far from 0
+    assert abs(ident.zero - ident.clean) > 1e-2
+    assert ident.sae == pytest.approx(ident.clean, abs=1e-6)
+    assert ident.recovered == pytest.approx(1.0, abs=1e-5)
+    zeros = ce_loss_recovered(lm, site, Zeros(), iter(batches))
+    assert zeros.sae == zeros.zero and zeros.recovered == 0.0
+    assert (zeros.clean, zeros.zero, zeros.n_tokens) == (ident.clean, ident.zero, ident.n_tokens)
+    # scale: sae(c x) / c of the identity is still x
+    assert ce_loss_recovered(lm, site, Identity(), iter(batches), scale=37.0).recovered == pytest.approx(1.0, abs=1e-5)
+
+
+def test_clean_loss_equals_a_plain_forward_per_unpadded_row(setup):
+    """L_clean against each row run alone, without padding or mask, and CE computed by hand."""
+    model, lm, batches = setup
+    site = lm_sites.resolve_site(model, "blocks.1.hook_resid_post")
+    got = ce_loss_recovered(lm, site, Identity(), iter(batches))
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for ids, mask in batches:
+            for row, m in zip(ids, mask, strict=True):
+                real = row[: int(m.sum())]  # [n]
+                logp = torch.log_softmax(model(input_ids=real[None]).logits[0], dim=-1)  # [n, V]
+                total -= float(logp[torch.arange(len(real) - 1), real[1:]].sum())
+                count += len(real) - 1
+    assert got.n_tokens == count == sum(int(m.sum()) - m.shape[0] for _, m in batches)
+    assert got.clean == pytest.approx(total / count, abs=1e-5)
+
+
+def test_padding_content_does_not_count(setup):
+    model, lm, batches = setup
+    site = lm_sites.resolve_site(model, "blocks.0.mlp.hook_post")
+    sae = SparseAutoencoder(SAEConfig(d_in=site_width(model, lm, site, batches), d_sae=96, seed=2))
+    gen = torch.Generator().manual_seed(0)
+    scrambled = [(torch.where(m.bool(), ids, torch.randint(0, 100, ids.shape, generator=gen)), m)
+                 for ids, m in batches]
+    assert any(not torch.equal(a[0], b[0]) for a, b in zip(batches, scrambled, strict=True))
+    a = ce_loss_recovered(lm, site, sae, iter(batches))
+    b = ce_loss_recovered(lm, site, sae, iter(scrambled))
+    assert a.n_tokens == b.n_tokens
+    for field in ("clean", "sae", "zero", "recovered"):
+        assert getattr(a, field) == pytest.approx(getattr(b, field), abs=1e-6), field
+
+
+@pytest.mark.parametrize("site_name", ["blocks.0.mlp.hook_post", "blocks.1.hook_resid_post", "blocks.0.hook_attn_out"])
+@pytest.mark.parametrize("scale", [1.0, 6.5])
+def test_splice_matches_a_plain_pytorch_hook(setup, site_name, scale):
+    """A real SAE spliced through nnsight equals the same splice through a PyTorch hook, sae(c x)/c included."""
+    model, lm, batches = setup
+    site = lm_sites.resolve_site(model, site_name)
+    width = site_width(model, lm, site, batches)
+    sae = SparseAutoencoder(SAEConfig(d_in=width, d_sae=4 * width, seed=1, activation="topk", k=8))
+    with torch.no_grad():
+        sae.b_enc.fill_(0.05)  # not homogeneous in x, so the scale matters
+    got = ce_loss_recovered(lm, site, sae, iter(batches), scale=scale)
+
+    def splice(x):  # [B, T, d] -> [B, T, d]
+        return (sae(scale * x.reshape(-1, width)) / scale).view(x.shape)
+
+    assert got.sae == pytest.approx(hand_loss(model, site, splice, batches), abs=1e-5)
+    assert got.zero == pytest.approx(hand_loss(model, site, torch.zeros_like, batches), abs=1e-5)
+    assert got.clean == pytest.approx(hand_loss(model, site, lambda x: x, batches), abs=1e-5)
+    assert got.recovered == pytest.approx((got.zero - got.sae) / (got.zero - got.clean), abs=1e-12)
+    assert got.sae != pytest.approx(got.clean, abs=1e-4)  # the random SAE does change the loss
+    if scale != 1.0:
+        unscaled = ce_loss_recovered(lm, site, sae, iter(batches))
+        assert unscaled.sae != pytest.approx(got.sae, abs=1e-6)
+
+
+def test_batches_are_pooled_token_weighted(setup):
+    model, lm, batches = setup
+    site = lm_sites.resolve_site(model, "blocks.0.mlp.hook_post")
+    sae = SparseAutoencoder(SAEConfig(d_in=site_width(model, lm, site, batches), d_sae=64, seed=3))
+    parts = [ce_loss_recovered(lm, site, sae, iter([b])) for b in batches[:2]]
+    both = ce_loss_recovered(lm, site, sae, iter(batches), max_batches=2)
+    assert both.n_tokens == sum(p.n_tokens for p in parts)
+    for field in ("clean", "sae", "zero"):
+        pooled = sum(getattr(p, field) * p.n_tokens for p in parts) / both.n_tokens
+        assert getattr(both, field) == pytest.approx(pooled, abs=1e-6), field
+
+
+def test_width_mismatch_and_bad_arguments_fail_clearly(setup):
+    model, lm, batches = setup
+    site = lm_sites.resolve_site(model, "blocks.0.mlp.hook_post")
+    width = site_width(model, lm, site, batches)
+    wrong = SparseAutoencoder(SAEConfig(d_in=width + 3, d_sae=16))
+    with pytest.raises(ValueError, match=rf"d_in={width + 3}.*blocks\.0\.mlp\.hook_post.*width {width}"):
+        ce_loss_recovered(lm, site, wrong, iter(batches))
+
+    def truncating(x):  # no declared width, returns the wrong shape
+        return x[:, :-1]
+
+    with pytest.raises(ValueError, match="must have the input's shape"):
+        ce_loss_recovered(lm, site, truncating, iter(batches))
+    for scale in (0.0, -1.0, math.inf, math.nan):
+        with pytest.raises(ValueError, match="scale"):
+            ce_loss_recovered(lm, site, Identity(), iter(batches), scale=scale)
+    with pytest.raises(ValueError, match="no predicted positions"):
+        ce_loss_recovered(lm, site, Identity(), iter([]))
+    model.train()
+    try:
+        with pytest.raises(ValueError, match="training mode"):
+            ce_loss_recovered(lm, site, Identity(), iter(batches))
+    finally:
+        model.eval()
+
+
+def test_next_token_ce_masks_left_and_right_padding():
+    """Positions count only when the position and its target are both real tokens."""
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 5, 7, generator=gen)  # [B, T, V]
+    ids = torch.randint(0, 7, (2, 5), generator=gen)  # [B, T]
+    mask = torch.tensor([[1, 1, 1, 0, 0], [0, 0, 1, 1, 1]])  # right, left padding
+    total, n = next_token_ce(logits, ids, mask)
+    logp = torch.log_softmax(logits, dim=-1)
+    pairs = [(0, 0), (0, 1), (1, 2), (1, 3)]  # (b, t) scored against ids[b, t + 1]
+    assert n == len(pairs)
+    assert total == pytest.approx(-sum(float(logp[b, t, ids[b, t + 1]]) for b, t in pairs), abs=1e-5)
