@@ -52,10 +52,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from sae_core.device import resolve_device
 from sae_core.sources.nnsight_sites import Site, _first_tensor
 
 __all__ = ["LossRecovered", "ce_loss_recovered", "next_token_ce", "reconstruct"]
@@ -212,3 +214,41 @@ def ce_loss_recovered(lm, site: Site, sae: Callable[[torch.Tensor], torch.Tensor
     clean, sae_loss, zero = (sums[k] / n_tokens for k in ("clean", "sae", "zero"))
     recovered = (zero - sae_loss) / (zero - clean) if zero != clean else math.nan
     return LossRecovered(clean=clean, sae=sae_loss, zero=zero, recovered=recovered, n_tokens=n_tokens)
+
+
+def language_model(lm_params: dict[str, Any]):
+    """The model, site and tokenizer an ``lm`` source reads, ready to evaluate: ``(lm, site, tokenizer,
+    cfg)`` with the model in eval mode (the replication GPT from its cache, a hub or local model
+    otherwise)."""
+    from sae_core.io import cache_root
+    from sae_core.sources import nnsight_sites
+    from sae_core.sources.lm_source import REPLICATION_GPT, LMSourceConfig, replication_gpt
+
+    cfg = LMSourceConfig(**lm_params)
+    device = resolve_device(cfg.device)
+    if cfg.model == REPLICATION_GPT:
+        model, tokenizer, _, _ = replication_gpt(cfg, cache_root(), progress=False)
+        lm = nnsight_sites.wrap(model.to(device).eval(), tokenizer)
+    else:
+        lm = nnsight_sites.load_language_model(cfg.model, device=str(device))
+        tokenizer = lm.tokenizer
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        lm._module.eval()
+    site = nnsight_sites.resolve_site(lm._module, cfg.site)
+    return lm, site, tokenizer, cfg
+
+
+def evaluate_saes(lm_params: dict[str, Any], saes: dict[int, Callable[[torch.Tensor], torch.Tensor]],
+                  n_batches: int = 8, scale: float = 1.0) -> dict[int, LossRecovered]:
+    """:func:`ce_loss_recovered` of each SAE on the first ``n_batches`` token batches of the
+    source's corpus (rows of ``context`` tokens, ``batch_size`` rows)."""
+    from sae_core.sources.lm_source import iter_documents, token_batches
+
+    lm, site, tokenizer, cfg = language_model(lm_params)
+    out = {}
+    for size, sae in saes.items():
+        docs = iter_documents(cfg.corpus, cfg.text_field, limit=cfg.max_documents)
+        batches = token_batches(tokenizer, docs, cfg.context, cfg.batch_size)
+        out[size] = ce_loss_recovered(lm, site, sae, batches, scale=scale, max_batches=n_batches)
+    return out

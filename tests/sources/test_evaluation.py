@@ -3,6 +3,7 @@
 import math
 import random
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -239,3 +240,31 @@ def test_next_token_ce_masks_left_and_right_padding():
     pairs = [(0, 0), (0, 1), (1, 2), (1, 3)]  # (b, t) scored against ids[b, t + 1]
     assert n == len(pairs)
     assert total == pytest.approx(-sum(float(logp[b, t, ids[b, t + 1]]) for b, t in pairs), abs=1e-5)
+
+
+def test_evaluate_saes_on_the_replication_gpt(tmp_path, monkeypatch):
+    """The report's entry point: the cached replication GPT, its site, and the corpus batches."""
+    from sae_core.sources.evaluation import evaluate_saes
+    from sae_core.sources.lm_source import LMSourceConfig, replication_gpt
+
+    monkeypatch.setenv("SAE_REPORT_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    words = ["the", "cat", "sat", "on", "a", "mat", "dog", "ran", "to", "park", "and", "saw", "bird"]
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(" ".join(rng.choice(words, 12)) for _ in range(200)))
+    lm_params = {"corpus": str(corpus), "context": 16, "gpt_steps": 10, "gpt_batch_size": 4, "vocab_size": 120,
+                 "batch_size": 4}
+    replication_gpt(LMSourceConfig(**lm_params), tmp_path / "cache", progress=False)
+
+    class Identity(torch.nn.Module):
+        def forward(self, x):
+            return x
+
+    class Zeros(torch.nn.Module):
+        def forward(self, x):
+            return torch.zeros_like(x)
+
+    result = evaluate_saes(lm_params, {1: Identity(), 2: Zeros()}, n_batches=2)
+    assert abs(result[1].recovered - 1) < 1e-5 and abs(result[1].sae - result[1].clean) < 1e-6
+    assert abs(result[2].recovered) < 1e-5
+    assert result[1].n_tokens == result[2].n_tokens > 0  # the same padded rows, each counted once
