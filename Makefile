@@ -28,7 +28,7 @@ book: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m ruff check sae_core tests notebooks benchmarks
 	$(BIN)/python -m pytest tests
-	$(BIN)/python -m pytest --rootdir . --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg .cache/smoke-book/book/executed
+	$(BIN)/python -m pytest --rootdir . --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg .cache/smoke-book/book/executed .cache/smoke-lm-book/book/executed
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

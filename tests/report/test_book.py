@@ -72,3 +72,36 @@ def test_prose_numbers_come_from_the_run(smoke_book):
     frac = float(glued["frac_high"])
     page = (smoke_book / "book" / "executed" / "03_bimodality.html").read_text()
     assert f"{frac:.1%}" in page
+
+
+LM_ROOT = report.REPO_ROOT / ".cache" / "smoke-lm-book"
+
+
+@pytest.fixture(scope="session")
+def smoke_lm_book() -> Path:
+    """The language-model path in the book: a tiny replication GPT on a slice of the vendored corpus."""
+    shutil.rmtree(LM_ROOT / "book", ignore_errors=True)
+    report.main(["--profile", "smoke-lm", "--root", str(LM_ROOT)])
+    return LM_ROOT / "book" / "_build" / "html"
+
+
+def test_language_model_book_builds_without_errors_or_nan(smoke_lm_book):
+    executed = LM_ROOT / "book" / "executed"
+    for chapter in report.CHAPTERS:
+        nb = json.loads((executed / f"{chapter}.ipynb").read_text())
+        for cell in nb["cells"]:
+            for out in cell.get("outputs", []):
+                assert out["output_type"] != "error", f"{chapter}: {out.get('ename')}: {out.get('evalue')}"
+        page = (smoke_lm_book / "book" / "executed" / f"{chapter}.html").read_text()
+        assert "glue:" not in page and "{glue" not in page, chapter
+        text = re.sub(r"<[^>]+>", " ", page[page.find("<main"):page.find("</main>")])
+        assert not re.search(r"\bnan\b", text), f"{chapter}: 'nan' on the page"
+    intro = (smoke_lm_book / "book" / "executed" / "01_introduction.html").read_text()
+    assert "blocks.2.mlp.hook_post" in intro and "CE recovered" in intro
+
+
+def test_synthetic_book_prints_no_nan(smoke_book):
+    for chapter in report.CHAPTERS:
+        page = (smoke_book / "book" / "executed" / f"{chapter}.html").read_text()
+        text = re.sub(r"<[^>]+>", " ", page[page.find("<main"):page.find("</main>")])
+        assert not re.search(r"\bnan\b", text), f"{chapter}: 'nan' on the page"
