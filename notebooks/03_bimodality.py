@@ -34,6 +34,7 @@ large_size = 8192
 null_quantile = 0.99  # the null cutoff is this quantile of the analytic MCS null
 n_heldout = 32768  # held-out activations on which "never fire" is decided
 true_cos_threshold = 0.9  # a learned feature "is" a true feature above this cosine (synthetic source)
+ground_truth = {}  # a source with true features to answer the ground-truth questions beside a language model, e.g. {"source": "synthetic"}
 layers = []  # language-model source: also compare small vs large at these layers (the same site kind)
 
 # %%
@@ -183,13 +184,29 @@ glue("n_shared_targets", int((counts[inverse] > 1).sum()), display=False)  # eve
 #
 # ## What the true features show
 #
-# The synthetic source knows its true features, so each learned feature can be checked:
-# does it lie within cosine {glue:text}`true_thr` of a true feature, and does it ever fire on
-# held-out data?
+# A synthetic source knows its true features, so each learned feature can be checked: does it
+# lie within cosine {glue:text}`true_thr` of a true feature, and does it ever fire on
+# held-out data? {glue:text}`truth_where`
+
+# %% tags=["nbval-ignore-output"]
+truth_family = pipeline.companion_family(family, ground_truth)
 
 # %%
-truth = analysis.ground_truth(family, small, large, null_cut, true_cos_threshold=true_cos_threshold, values=greedy,
-                              n_heldout=n_heldout)
+if truth_family is None:
+    truth = None
+    glue("truth_where", "This build's source is a language model and no ground-truth source is set beside it "
+         "(parameter `ground_truth`), so the check does not apply.", display=False)
+else:
+    t_small, t_large = analysis.compared_pair(truth_family, small_size, large_size)
+    t_cut = stats.null_cutoff(truth_family.d_in, t_large, null_quantile)
+    t_values = analysis.mcs_values(truth_family, t_small, t_large)
+    truth = analysis.ground_truth(truth_family, t_small, t_large, t_cut, true_cos_threshold=true_cos_threshold,
+                                  values=t_values, n_heldout=n_heldout)
+    glue("truth_where", "" if truth_family is family else
+         f"This build's language model has no known features, so the check runs beside it on the ground-truth "
+         f"source: {truth_family.params['synthetic']['n_features']} true features in "
+         f"{truth_family.d_in} dimensions, dictionaries of the same sizes trained with the same settings.",
+         display=False)
 
 
 def share_text(x: float | None, side: str) -> str:
@@ -197,16 +214,16 @@ def share_text(x: float | None, side: str) -> str:
 
 
 if truth is None:
-    verdict = ("This source has no ground truth (a language model), so this check does not apply; chapter 5 splits "
-               "the low-MCS features into dead and alive for every source.")
+    verdict = "Chapter 5 splits the low-MCS features into dead and alive for every source."
     plots.glue_figure("fig_truth", plots.scatter_pair(greedy, greedy, "MCS", "MCS", "no ground truth"))
 else:
-    plots.glue_figure("fig_truth", plots.scatter_pair(truth.mcs_to_largest, truth.mcs_to_true, f"MCS against {large}",
-                                         "MCS against the true features", f"{small}-feature dictionary"))
+    plots.glue_figure("fig_truth", plots.scatter_pair(truth.mcs_to_largest, truth.mcs_to_true,
+                                                      f"MCS against {t_large}", "MCS against the true features",
+                                                      f"{t_small}-feature dictionary (ground truth)"))
     high_t, low_t = truth.high_matching_true, truth.low_matching_true
     if high_t is None or low_t is None:
-        verdict = (f"Every feature of the {small}-feature dictionary lies on one side of the null cutoff, so high- and "
-                   "low-MCS features cannot be compared here. ")
+        verdict = (f"Every feature of the {t_small}-feature dictionary lies on one side of the null cutoff, so high- "
+                   "and low-MCS features cannot be compared here. ")
     else:
         verdict = (f"High-MCS features are {'more' if high_t > low_t else 'not more'} often true features than "
                    f"low-MCS ones ({high_t:.1%} against {low_t:.1%}). ")
@@ -218,8 +235,8 @@ glue("truth_verdict", verdict, display=False)
 # ```{glue:figure} fig_truth
 # :name: fig-truth
 #
-# Each feature of the {glue:text}`small`-feature dictionary: MCS against the
-# {glue:text}`large`-feature dictionary (x) and against the source's true features (y).
+# Each feature of the smaller dictionary of the compared pair on the source with true features:
+# MCS against the larger dictionary (x) and against the source's true features (y).
 # ```
 #
 # {glue:text}`truth_verdict`

@@ -42,9 +42,11 @@ ablation_sizes = [256, 1024, 2048]  # sizes trained for each ablation and the se
 ablations = [{"init": "post"}, {"resample_every": 250}]  # each a family: these overrides over the settings above
 second_seed = 1  # seed of the second family (the seed ceiling)
 sweep = []  # more settings for the summary figure, e.g. [{"l1_coeff": 3e-4}, {"normalize_activations": True}]
+ground_truth = {}  # a source with true features beside a language model, e.g. {"source": "synthetic"}
 dead_window = 400  # dead at the end of training: no firing in this many last steps (the training record)
 
 # %%
+from IPython.display import display
 from myst_nb import glue
 
 from sae_core import stats
@@ -160,6 +162,33 @@ glue("lead_alive_low", lead.n_low_alive if lead else 0, display=False)
 # null by construction (a latent that does not fire gets no gradient); the table's p-value for
 # them says whether their rows also *look* random (they can drift before dying). The null's
 # own mode for K = {glue:text}`d` and M = {glue:text}`large` is {glue:text}`null_mode:.3f`.
+
+# %% tags=["nbval-ignore-output"]
+truth_family = pipeline.companion_family(family, ground_truth)
+
+# %%
+if truth_family is None or truth_family is family:
+    glue("companion_sentence", "", display=False)
+else:
+    t_large = large if large in truth_family.saes else truth_family.sizes[-1]
+    t_cut = low_mode.split_cutoff(truth_family, t_large, null_quantile)
+    t_parts = low_mode.anatomy_by_size(truth_family, t_large, t_cut, n_heldout=n_heldout, n_mc=n_mc, seed=seed)
+    display(plots.table(
+        ["size (ground truth)", "low (MCS < cutoff)", "dead share of low", "never moved", "alive low",
+         "alive low: W1 to null (p)", "dead, whole dictionary"],
+        [[a.size, a.n_low, pct(a.low_dead_share), a.n_low_never_moved, a.n_low_alive, test_cell(a.alive_low_test),
+          pct(a.n_dead / a.n)] for a in t_parts],
+    ))
+    t_lead = max(t_parts, key=lambda a: a.n_low)
+    glue("companion_sentence", (
+        f"Beside it, on the ground-truth source trained with the same settings (table above), the largest low part is "
+        f"that of the {t_lead.size}-feature dictionary: {t_lead.n_low} features below the cutoff, "
+        f"{pct(t_lead.low_dead_share)} of them dead."
+        if t_lead.n_low else "Beside it, the ground-truth source has no feature below the cutoff at any size."
+    ), display=False)
+
+# %% [markdown]
+# {glue:text}`companion_sentence`
 #
 # ## What changes the low mode
 #

@@ -35,6 +35,7 @@ null_quantile = 0.99
 tree_tokens = 16384  # held-out activations on which the feature trees are built
 tree_threshold = 0.6  # an edge needs a directed masked cosine of at least this (the follow-up post's 0.6)
 tree_min_cofire = 5  # and this many tokens on which both latents fire (not in the post; see the text)
+ground_truth = {}  # a source with true features beside a language model, e.g. {"source": "synthetic"}
 
 # %%
 import numpy as np
@@ -162,13 +163,27 @@ plots.table(["small → large", "matched pairs (both alive)", "twins that fire d
 # On a synthetic source each latent can be named by the true feature its decoder row lies
 # within cosine 0.9 of, and the source's hierarchy (parents whose children fire only with
 # them, each child at cosine 0.5 to its parent) says which edges are true splits.
+# {glue:text}`truth_tree_where`
+
+# %% tags=["nbval-ignore-output"]
+truth_family = pipeline.companion_family(family, ground_truth)
+truth_tree = None
+if truth_family is not None:
+    truth_tree = tree if truth_family is family else splitting.feature_trees(
+        truth_family, n_tokens=tree_tokens, threshold=tree_threshold, min_cofire=tree_min_cofire)
 
 # %%
-if tree.validation is None:
-    truth_sentence = "This source has no true hierarchy, so the trees cannot be checked against one."
+glue("truth_tree_where", "" if truth_family is family else
+     "This build's language model has no known hierarchy and no ground-truth source is set beside it (parameter "
+     "`ground_truth`)." if truth_family is None else
+     "The language model has no known hierarchy, so the trees are built the same way on the ground-truth source "
+     "beside it (same sizes and training settings).", display=False)
+if truth_tree is None or truth_tree.validation is None:
+    truth_sentence = "There is no true hierarchy to check the trees against in this build."
     plots.table(["small → large", "note"], [[f"{r['small']} → {r['large']}", "no ground truth"]
                                              for r in tree.summaries])
 else:
+    tree = truth_tree  # the rest of this section reads the trees of the source with ground truth
     plots.table(
         ["small → large", "identified edges", "same feature", "true split", "other", "precision",
          "recall of true splits (recoverable)", "recall of carried features"],

@@ -31,6 +31,7 @@ large_size = 8192
 null_quantile = 0.99  # low means below this quantile of the null for K (d_in) and M (the reference)
 n_random_sets = 4
 n_mc = 1000  # Monte Carlo draws for the test against the truncated null
+ground_truth = {}  # a source with true features beside a language model, e.g. {"source": "synthetic"}
 
 # %%
 from myst_nb import glue
@@ -80,15 +81,21 @@ splitting = (
     f"with the post's 0.5, {first['frac_high_post']:.1%} to {last['frac_high_post']:.1%}."
 )
 glue("splitting", splitting, display=False)
-truth = analysis.ground_truth(family, small, large, cut, values=values[small])
+truth_family = pipeline.companion_family(family, ground_truth)
+truth = None
+if truth_family is not None:
+    t_small, t_large = analysis.compared_pair(truth_family, small_size, large_size)
+    t_cut = stats.null_cutoff(truth_family.d_in, t_large, null_quantile)
+    truth = analysis.ground_truth(truth_family, t_small, t_large, t_cut,
+                                  values=analysis.mcs_values(truth_family, t_small, t_large))
 if truth is not None and truth.high_matching_true is not None and truth.low_matching_true is not None:
     truth_sentence = (
-        f"On the synthetic source, {truth.high_matching_true:.1%} of the high-MCS features of the {small}-feature "
+        f"On the synthetic source, {truth.high_matching_true:.1%} of the high-MCS features of the {t_small}-feature "
         f"dictionary lie within cosine {truth.true_cos_threshold} of a true feature, against "
         f"{truth.low_matching_true:.1%} of the low-MCS ones."
     )
 elif truth is not None:
-    truth_sentence = f"On the synthetic source, every feature of the {small}-feature dictionary is on one side of the cutoff."
+    truth_sentence = f"On the synthetic source, every feature of the {t_small}-feature dictionary is on one side of the cutoff."
 else:
     truth_sentence = "A language-model source has no true features to check high-MCS features against."
 glue("truth_sentence", truth_sentence, display=False)
@@ -110,6 +117,7 @@ glue("truth_sentence", truth_sentence, display=False)
 # {glue:text}`05_low_mode.ipynb::verdict_dead:s`.
 # {glue:text}`05_low_mode.ipynb::noise_sentence:s` {glue:text}`05_low_mode.ipynb::unfound_sentence:s`
 # {glue:text}`05_low_mode.ipynb::reproduces:s`
+# {glue:text}`05_low_mode.ipynb::companion_sentence:s`
 #
 # ## What differs from the post
 #
