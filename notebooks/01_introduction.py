@@ -23,9 +23,10 @@
 # %%
 # %% tags=["parameters"]
 profile = "notebook defaults"  # name of the profile that set these values
-source = "synthetic"  # "synthetic" (offline, known true features) or "lm" (a language model via nnsight)
+source = "synthetic"  # "synthetic" (known true features), "lm" (a language model via nnsight) or "dictionaries"
 synthetic = {}  # overrides of sae_core.sources.SyntheticConfig, e.g. {"n_features": 4096}
 lm = {}  # overrides of sae_core.sources.LMSourceConfig, for the language-model source
+dictionaries = []  # source "dictionaries": folders of trained dictionaries in any supported layout
 sizes = [256, 512, 1024, 2048]  # dictionary widths trained together; the largest is the reference
 n_steps = 1000  # optimizer steps (each feeds one batch to every dictionary)
 batch_size = 256
@@ -38,6 +39,7 @@ n_heldout = 32768  # held-out activations for L0, variance explained and "never 
 n_eval_batches = 8  # language models: token batches for the cross-entropy loss recovered
 
 # %%
+from IPython.display import display
 from myst_nb import glue
 
 from sae_core.report import analysis, pipeline, plots
@@ -48,71 +50,79 @@ family = pipeline.ensure_family(pipeline.family_params(globals()))
 
 # %%
 params = family.params
-source_desc = (
-    f"synthetic activations: {params['synthetic']['n_features']} true features in "
-    f"{params['synthetic']['d_in']} dimensions, {params['synthetic']['mean_active']:g} active per sample on average"
-    if source == "synthetic"
-    else f"{params['lm']['site']} of {params['lm']['model']} on {params['lm']['corpus']}"
-)
-last = {r["d_sae"]: r for r in family.history if r["step"] == max(h["step"] for h in family.history)}
+if source == "synthetic":
+    source_desc = (f"synthetic activations: {params['synthetic']['n_features']} true features in "
+                   f"{params['synthetic']['d_in']} dimensions, {params['synthetic']['mean_active']:g} active per "
+                   "sample on average")
+elif source == "lm":
+    source_desc = f"{params['lm']['site']} of {params['lm']['model']} on {params['lm']['corpus']}"
+else:
+    source_desc = (f"{len(params['dictionaries'])} dictionaries read from disk"
+                   + (f", with activations from {params['lm']['site']} of {params['lm']['model']}" if "lm" in params
+                      else ", without activations"))
 glue("profile", profile, display=False)
 glue("source_desc", source_desc, display=False)
-glue("d_in", family.d_in, display=False)
-glue("sizes", ", ".join(str(s) for s in family.sizes), display=False)
-glue("l1_coeff", l1_coeff, display=False)
-glue("n_steps", n_steps, display=False)
-glue("n_samples", n_steps * batch_size, display=False)
 glue("cache_key", family.key, display=False)
-glue("largest_l0", last[family.sizes[-1]]["l0"], display=False)
-glue("largest_dead", last[family.sizes[-1]]["dead_frac"], display=False)
-glue("smallest_l0", last[family.sizes[0]]["l0"], display=False)
-glue("dead_window", pipeline.train_config(family.params).dead_window, display=False)
-recon = analysis.reconstruction_table(family, n_samples=n_heldout)
-by_size = {r["size"]: r for r in recon}
-glue("fve_smallest", by_size[family.sizes[0]]["fve"], display=False)
-glue("fve_largest", by_size[family.sizes[-1]]["fve"], display=False)
-glue("n_eval", n_heldout, display=False)
-glue("detect", analysis.detection_limit(n_heldout), display=False)
-plots.glue_figure("fig_training", plots.training_curves(family.history))
-if family.params["source"] == "lm":
+if family.history:
+    last = {r["d_sae"]: r for r in family.history if r["step"] == max(h["step"] for h in family.history)}
+    window = pipeline.train_config(family.params).dead_window
+    training_text = (
+        f"SAEs of widths {', '.join(map(str, family.sizes))} are trained together on the same "
+        f"{n_steps * batch_size} activations of width {family.d_in} ({n_steps} steps of Adam), with L1 coefficient "
+        f"{l1_coeff}, as in the replication of Sharkey et al. (2022): untied ReLU encoder, unit-norm decoder rows, no "
+        f"decoder bias. At the end of training the smallest dictionary has L0 = {last[family.sizes[0]]['l0']:.1f} "
+        f"active latents per sample and the largest L0 = {last[family.sizes[-1]]['l0']:.1f}, with "
+        f"{last[family.sizes[-1]]['dead_frac']:.1%} of its latents dead (not fired in the last {window} steps)."
+    )
+    plots.glue_figure("fig_training", plots.training_curves(family.history))
+else:
+    training_text = (f"The dictionaries (widths {', '.join(map(str, family.sizes))}, activation width {family.d_in}) "
+                     "were trained elsewhere and read from disk, so there is no training record.")
+    plots.glue_figure("fig_training", plots.training_curves([]))
+glue("training_text", training_text, display=False)
+if family.has_activations:
+    recon = analysis.reconstruction_table(family, n_samples=n_heldout)
+    by_size = {r["size"]: r for r in recon}
+    eval_text = (
+        f"The table above is measured on {n_heldout} activations from the source: the smallest dictionary explains "
+        f"{by_size[family.sizes[0]]['fve']:.1%} of their variance, the largest {by_size[family.sizes[-1]]['fve']:.1%}; "
+        f"a latent that fires on none of them (\"never fire\") fires on fewer than "
+        f"{analysis.detection_limit(n_heldout):.1e} of activations with 95% confidence."
+    )
+else:
+    recon = None
+    eval_text = ("Without activations (no model and site were given), L0, variance explained and dead latents cannot "
+                 "be measured.")
+if recon is not None and "lm" in family.params:
     from sae_core.sources.evaluation import evaluate_saes
 
     ce = evaluate_saes(family.params["lm"], family.saes, n_batches=n_eval_batches, scale=family.activation_scale)
-    glue("ce_note", (f" With each dictionary's reconstruction spliced into the model at the site (through nnsight) on "
-                     f"{n_eval_batches} batches of the corpus ({ce[family.sizes[0]].n_tokens} predicted tokens), the "
-                     f"next-token loss is {ce[family.sizes[0]].clean:.3f} nats clean and "
-                     f"{ce[family.sizes[0]].zero:.3f} with the site zeroed; the table gives the loss with each "
-                     "reconstruction and the share of the zero-ablation gap it recovers."), display=False)
-    plots.table(["size", "L0", "variance explained", "never fire", "CE with SAE", "CE recovered"],
-                [[r["size"], f"{r['l0']:.1f}", f"{r['fve']:.1%}", f"{r['dead']:.1%}", f"{ce[r['size']].sae:.3f}",
-                  f"{ce[r['size']].recovered:.1%}"] for r in recon])
-else:
-    glue("ce_note", " The cross-entropy loss recovered applies to language-model sources only.", display=False)
-    plots.table(["size", "L0", "variance explained", "never fire"],
-                [[r["size"], f"{r['l0']:.1f}", f"{r['fve']:.1%}", f"{r['dead']:.1%}"] for r in recon])
+    eval_text += (f" With each dictionary's reconstruction spliced into the model at the site (through nnsight) on "
+                  f"{n_eval_batches} batches of the corpus ({ce[family.sizes[0]].n_tokens} predicted tokens), the "
+                  f"next-token loss is {ce[family.sizes[0]].clean:.3f} nats clean and {ce[family.sizes[0]].zero:.3f} "
+                  "with the site zeroed; the table gives the loss with each reconstruction and the share of the "
+                  "zero-ablation gap it recovers.")
+    display(plots.table(["size", "L0", "variance explained", "never fire", "CE with SAE", "CE recovered"],
+                        [[r["size"], f"{r['l0']:.1f}", f"{r['fve']:.1%}", f"{r['dead']:.1%}",
+                          f"{ce[r['size']].sae:.3f}", f"{ce[r['size']].recovered:.1%}"] for r in recon]))
+elif recon is not None:
+    eval_text += " The cross-entropy loss recovered applies to language-model sources only."
+    display(plots.table(["size", "L0", "variance explained", "never fire"],
+                        [[r["size"], f"{r['l0']:.1f}", f"{r['fve']:.1%}", f"{r['dead']:.1%}"] for r in recon]))
+glue("eval_text", eval_text, display=False)
 
 # %% [markdown]
 # ## Setting
 #
 # This build uses the profile **{glue:text}`profile`**: {glue:text}`source_desc`.
-# SAEs of widths {glue:text}`sizes` are trained together on the same
-# {glue:text}`n_samples` activations of width {glue:text}`d_in` ({glue:text}`n_steps` steps
-# of Adam), with L1 coefficient {glue:text}`l1_coeff`, as in the replication of
-# {cite}`sharkey2022taking`: untied ReLU encoder, unit-norm decoder rows, no decoder bias.
-# At the end of training the smallest dictionary has L0 = {glue:text}`smallest_l0:.1f`
-# active latents per sample and the largest L0 = {glue:text}`largest_l0:.1f`, with
-# {glue:text}`largest_dead:.1%` of its latents dead (not fired in the last {glue:text}`dead_window`
-# steps). The table above is measured on {glue:text}`n_eval` activations from the source: the
-# smallest dictionary explains {glue:text}`fve_smallest:.1%` of their variance, the largest
-# {glue:text}`fve_largest:.1%`; a latent that fires on none of them ("never fire") fires on fewer
-# than {glue:text}`detect:.1e` of activations with 95% confidence.{glue:text}`ce_note` The dictionaries are cached under the key
+# {glue:text}`training_text` {glue:text}`eval_text` The dictionaries are cached under the key
 # {glue:text}`cache_key`.
 #
 # ```{glue:figure} fig_training
 # :name: fig-training
 #
 # Training of every dictionary of the family on the same batches: reconstruction error,
-# L0 and the fraction of latents that have not fired in the last {glue:text}`dead_window` steps, per width.
+# L0 and the fraction of latents that have not fired recently (the training loop's dead window), per width.
 # ```
 #
 # ## What each chapter found

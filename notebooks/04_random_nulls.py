@@ -23,9 +23,10 @@
 # %%
 # %% tags=["parameters"]
 profile = "notebook defaults"  # name of the profile that set these values
-source = "synthetic"  # "synthetic" (offline, known true features) or "lm" (a language model via nnsight)
+source = "synthetic"  # "synthetic" (known true features), "lm" (a language model via nnsight) or "dictionaries"
 synthetic = {}  # overrides of sae_core.sources.SyntheticConfig, e.g. {"n_features": 4096}
 lm = {}  # overrides of sae_core.sources.LMSourceConfig, for the language-model source
+dictionaries = []  # source "dictionaries": folders of trained dictionaries in any supported layout
 sizes = [256, 512, 1024, 2048]  # dictionary widths trained together; the largest is the reference
 n_steps = 1000  # optimizer steps (each feeds one batch to every dictionary)
 batch_size = 256

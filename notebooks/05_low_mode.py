@@ -23,9 +23,10 @@
 # %%
 # %% tags=["parameters"]
 profile = "notebook defaults"  # name of the profile that set these values
-source = "synthetic"  # "synthetic" (offline, known true features) or "lm" (a language model via nnsight)
+source = "synthetic"  # "synthetic" (known true features), "lm" (a language model via nnsight) or "dictionaries"
 synthetic = {}  # overrides of sae_core.sources.SyntheticConfig, e.g. {"n_features": 4096}
 lm = {}  # overrides of sae_core.sources.LMSourceConfig, for the language-model source
+dictionaries = []  # source "dictionaries": folders of trained dictionaries in any supported layout
 sizes = [256, 512, 1024, 2048]  # dictionary widths trained together; the largest is the reference
 n_steps = 1000  # optimizer steps (each feeds one batch to every dictionary)
 batch_size = 256
@@ -146,11 +147,18 @@ else:
         f"{lead.n_low_never_moved} never moved from their initial decoder row.{stopped} {alive_part}"
     )
     share = lead.low_dead_share or 0.0
-    verdict_dead = (
-        f"mostly dead latents: {share:.1%} of the low features of the {lead.size}-feature dictionary fire on none of "
-        f"{n_heldout} held-out activations" if share >= 0.5 else
-        f"mostly alive latents: only {share:.1%} of the low features of the {lead.size}-feature dictionary are dead"
-    )
+    if not lead.dead_known:
+        lead_sentence = (f"The largest low part is that of the {lead.size}-feature dictionary, {lead.n_low} features; "
+                         "whether they fire cannot be told: these dictionaries were read without a model and site to "
+                         "take activations from.")
+    if not lead.dead_known:
+        verdict_dead = "not decided for these dictionaries: without activations their firing is unknown"
+    elif share >= 0.5:
+        verdict_dead = (f"mostly dead latents: {share:.1%} of the low features of the {lead.size}-feature dictionary "
+                        f"fire on none of {n_heldout} held-out activations")
+    else:
+        verdict_dead = (f"mostly alive latents: only {share:.1%} of the low features of the {lead.size}-feature "
+                        "dictionary are dead")
 glue("pair_sentence", pair_sentence, display=False)
 glue("lead_sentence", lead_sentence, display=False)
 glue("verdict_dead", verdict_dead, display=False)
@@ -203,8 +211,9 @@ else:
 ab_sizes = sorted(set(ablation_sizes) | {large})
 ab_small = small if small in ab_sizes else ab_sizes[0]
 ab_mid = mid_size if mid_size in ab_sizes else ab_sizes[-2]
+retrainable = family.params["source"] != "dictionaries"  # dictionaries read from disk cannot be retrained
 rows = low_mode.ablation_table(family, [*ablations, *sweep], ab_sizes, ab_small, ab_mid, large, null_q=null_quantile,
-                               n_heldout=n_heldout, n_mc=n_mc, seed=seed)
+                               n_heldout=n_heldout, n_mc=n_mc, seed=seed) if retrainable else []
 
 # %%
 plots.table(
@@ -216,7 +225,9 @@ plots.table(
 )
 
 # %%
-base_row = rows[0]
+not_retrained = ("The ablations retrain the family with other settings, which dictionaries read from disk cannot do, "
+                 "so this section does not apply to them.")
+base_row = rows[0] if rows else None
 post_like = [r for r in rows if r.bimodal_small and r.high_share_mid_post < 0.25]
 glue("ab_small", ab_small, display=False)
 glue("ab_mid", ab_mid, display=False)
@@ -228,9 +239,11 @@ glue("reproduces", (
     f"No setting here reproduces both the post's bimodality at {ab_small} vs {large} and its fewer than 25% "
     f"high-MCS features at {ab_mid}; the closest is {min(rows, key=lambda r: r.high_share_mid_post).name} with "
     f"{min(r.high_share_mid_post for r in rows):.1%} high at {ab_mid}."
-), display=False)
+) if rows else not_retrained, display=False)
 no_dead = [r for r in rows if r.dead_share[ab_mid] < 0.01]
-if not no_dead:
+if not rows:
+    survives = ""
+elif not no_dead:
     survives = (f"In every setting at least 1% of the {ab_mid}-feature dictionary's latents are dead, so whether the "
                 "low mode survives without dead latents is not tested here.")
 else:
@@ -243,7 +256,7 @@ else:
 glue("survives", survives, display=False)
 noise_rows = [r for r in rows if "noise_std" in r.name]
 glue("noise_sentence", (
-    "Noise was not varied in this build." if not noise_rows else
+    "" if not rows else "Noise was not varied in this build." if not noise_rows else
     " ".join(f"With {r.name}, the low share at {ab_small} vs {large} is {r.low_share_small:.1%} against "
              f"{base_row.low_share_small:.1%} without noise, and {r.alive_low_mid} low features of {ab_mid} are "
              f"alive (against {base_row.alive_low_mid})." for r in noise_rows)
@@ -261,26 +274,32 @@ glue("noise_sentence", (
 # is more than the seed-to-seed difference.
 
 # %% tags=["nbval-ignore-output"]
-other = low_mode.ablation_family(family, {"seed": second_seed}, ab_sizes)
-base_ab = low_mode.ablation_family(family, {}, ab_sizes)
+other = low_mode.ablation_family(family, {"seed": second_seed}, ab_sizes) if retrainable else None
+base_ab = low_mode.ablation_family(family, {}, ab_sizes) if retrainable else None
 
 # %%
-ceiling = low_mode.seed_ceiling(base_ab, other, ab_mid, large, null_q=null_quantile, n_heldout=n_heldout)
-plots.table(
-    ["size", "shared with the other seed (same size)", f"high against {large} (same seed)", "null cutoff"],
-    [[s, f"{ceiling.same_size[s]:.1%}", pct(ceiling.across_sizes.get(s)), f"{ceiling.cutoffs[s]:.3f}"]
-     for s in sorted(ceiling.same_size)],
-)
+ceiling = low_mode.seed_ceiling(base_ab, other, ab_mid, large, null_q=null_quantile, n_heldout=n_heldout) \
+    if retrainable else None
+if ceiling is not None:
+    display(plots.table(
+        ["size", "shared with the other seed (same size)", f"high against {large} (same seed)", "null cutoff"],
+        [[s, f"{ceiling.same_size[s]:.1%}", pct(ceiling.across_sizes.get(s)), f"{ceiling.cutoffs[s]:.3f}"]
+         for s in sorted(ceiling.same_size)],
+    ))
 
 # %%
 glue("seed_b", second_seed, display=False)
-glue("ceiling_sentence", (
+glue("ceiling_sentence", "A second seed needs retraining, which dictionaries read from disk cannot do." if ceiling is None
+     else (
     f"Against a second seed of the same size, {ceiling.same_size[ab_mid]:.1%} of the {ab_mid}-feature dictionary's "
     f"features are shared (MCS above the null cutoff for that size), and {ceiling.same_size[large]:.1%} of the "
     f"{large}-feature one's; across sizes, {ceiling.across_sizes[ab_mid]:.1%} of the {ab_mid} features have a "
     f"match in the {large}-feature dictionary of the same seed."
 ), display=False)
-if ceiling.alive_low == 0:
+if ceiling is None:
+    unfound = ("Whether alive low features recur in another seed is not tested for dictionaries read from disk."
+               if lead is not None and lead.dead_known else "")
+elif ceiling.alive_low == 0:
     unfound = f"The {ab_mid}-feature dictionary has no alive low feature, so the third explanation has nothing to explain."
 else:
     unfound = (
@@ -313,10 +332,11 @@ glue("unfound_sentence", unfound, display=False)
 
 # %% tags=["nbval-ignore-output"]
 named = [(r.name, low_mode.ablation_family(family, r.overrides, ab_sizes)) for r in rows]
-named.append((f"seed={second_seed}", other))
+if other is not None:
+    named.append((f"seed={second_seed}", other))
 
 # %%
-points = low_mode.summary_points(named, null_q=null_quantile, window=dead_window)
+points = low_mode.summary_points(named, null_q=null_quantile, window=dead_window)  # empty for dictionaries
 fit = low_mode.fit_points(points)
 plots.glue_figure("fig_dead_vs_low", plots.dead_vs_low(points, fit))
 plots.table(["setting", "size", "dead share", "low share", "alive and low"],
@@ -324,8 +344,10 @@ plots.table(["setting", "size", "dead share", "low share", "alive and low"],
              for p in points])
 glue("dead_window", dead_window, display=False)
 glue("n_points", len(points), display=False)
-max_alive_low = max(points, key=lambda p: p.alive_low_share)
-if fit is None:
+max_alive_low = max(points, key=lambda p: p.alive_low_share) if points else None
+if not points:
+    fit_sentence = "There is no training record for dictionaries read from disk, so this figure is empty."
+elif fit is None:
     fit_sentence = (f"The {len(points)} points do not vary enough in dead share to fit a line: every setting has "
                     f"{points[0].dead_share:.1%} dead latents or thereabouts.")
 else:
@@ -338,8 +360,8 @@ else:
            "The points are not on the diagonal: slope 1 and intercept 0 are not both inside the intervals")
         + "."
     )
-explained = max_alive_low.alive_low_share < 0.05
-fit_sentence += (
+explained = max_alive_low is not None and max_alive_low.alive_low_share < 0.05
+fit_sentence += "" if max_alive_low is None else (
     f" The largest share of alive low features is {max_alive_low.alive_low_share:.1%} ({max_alive_low.family}, "
     f"size {max_alive_low.size})"
     + (": dead latents account for the low mode in every setting here." if explained else

@@ -20,9 +20,10 @@
 # %%
 # %% tags=["parameters"]
 profile = "notebook defaults"  # name of the profile that set these values
-source = "synthetic"  # "synthetic" (offline, known true features) or "lm" (a language model via nnsight)
+source = "synthetic"  # "synthetic" (known true features), "lm" (a language model via nnsight) or "dictionaries"
 synthetic = {}  # overrides of sae_core.sources.SyntheticConfig, e.g. {"n_features": 4096}
 lm = {}  # overrides of sae_core.sources.LMSourceConfig, for the language-model source
+dictionaries = []  # source "dictionaries": folders of trained dictionaries in any supported layout
 sizes = [256, 512, 1024, 2048]  # dictionary widths trained together; the largest is the reference
 n_steps = 1000  # optimizer steps (each feeds one batch to every dictionary)
 batch_size = 256
@@ -39,6 +40,7 @@ ground_truth = {}  # a source with true features beside a language model, e.g. {
 
 # %%
 import numpy as np
+from IPython.display import display
 from myst_nb import glue
 
 from sae_core.report import analysis, pipeline, plots, splitting
@@ -102,7 +104,9 @@ plots.table(
 # parents: a merge); for drawing, each large latent is kept under its best-scoring parent.
 
 # %% tags=["nbval-ignore-output"]
-tree = splitting.feature_trees(family, n_tokens=tree_tokens, threshold=tree_threshold, min_cofire=tree_min_cofire)
+tree = splitting.feature_trees(family, n_tokens=tree_tokens, threshold=tree_threshold, min_cofire=tree_min_cofire) \
+    if family.has_activations else None  # trees are built from activations
+summaries = tree.summaries if tree is not None else []
 
 # %%
 glue("tree_threshold", tree_threshold, display=False)
@@ -123,24 +127,34 @@ plots.table(
      "dead (small / large)"],
     [[f"{r['small']} → {r['large']}", r["n_edges"], num(r["branching_parents"]), pct(r["share_children_0"]),
       pct(r["share_children_1"]), pct(r["share_children_many"]), pct(r["share_merges"]),
-      f"{r['n_small_dead']} / {r['n_large_dead']}"] for r in tree.summaries],
+      f"{r['n_small_dead']} / {r['n_large_dead']}"] for r in summaries],
 )
 
 # %%
-plots.glue_figure("fig_trees", plots.tree_levels(tree.summaries))
-first_level, last_level = tree.summaries[0], tree.summaries[-1]
-glue("tree_sentence", (
-    f"From {first_level['small']} → {first_level['large']} to {last_level['small']} → {last_level['large']}, the share "
-    f"of alive small latents with more than one child goes from {pct(first_level['share_children_many'])} to "
-    f"{pct(last_level['share_children_many'])}, and the share of large latents with more than one parent (merges) "
-    f"from {pct(first_level['share_merges'])} to {pct(last_level['share_merges'])}."
-), display=False)
-twin_rows = [[f"{a} → {b}", int(t.alive.sum()), t.n_twins_fire_differently, t.n_fire_alike_not_twins]
-             for a, b, t in zip(tree.sizes, tree.sizes[1:], tree.twins, strict=False)]
-glue("twins_total", sum(r[2] for r in twin_rows), display=False)
-glue("alike_total", sum(r[3] for r in twin_rows), display=False)
-plots.table(["small → large", "matched pairs (both alive)", "twins that fire differently",
-             "fire alike, not twins"], twin_rows)
+plots.glue_figure("fig_trees", plots.tree_levels(summaries))
+if tree is None:
+    glue("tree_sentence", "These dictionaries were read without a model and site to take activations from, so no "
+         "tree can be built.", display=False)
+    glue("twins_sentence", "", display=False)
+else:
+    first_level, last_level = summaries[0], summaries[-1]
+    glue("tree_sentence", (
+        f"From {first_level['small']} → {first_level['large']} to {last_level['small']} → {last_level['large']}, the "
+        f"share of alive small latents with more than one child goes from {pct(first_level['share_children_many'])} "
+        f"to {pct(last_level['share_children_many'])}, and the share of large latents with more than one parent "
+        f"(merges) from {pct(first_level['share_merges'])} to {pct(last_level['share_merges'])}."
+    ), display=False)
+    twin_rows = [[f"{a} → {b}", int(t.alive.sum()), t.n_twins_fire_differently, t.n_fire_alike_not_twins]
+                 for a, b, t in zip(tree.sizes, tree.sizes[1:], tree.twins, strict=False)]
+    glue("twins_sentence", (
+        "The second table pairs each small latent with the large latent whose decoder row is closest (its MCS "
+        "partner) and compares that with how the two fire, as in Bricken et al.'s universality analysis: \"twins that "
+        "fire differently\" have decoder cosine at least 0.9 but activation correlation below 0.5 "
+        f"({sum(r[2] for r in twin_rows)} pairs in all), \"fire alike, not twins\" the reverse (cosine below 0.5, "
+        f"correlation at least 0.9; {sum(r[3] for r in twin_rows)} pairs)."
+    ), display=False)
+    display(plots.table(["small → large", "matched pairs (both alive)", "twins that fire differently",
+                         "fire alike, not twins"], twin_rows))
 
 # %% [markdown]
 # ```{glue:figure} fig_trees
@@ -151,12 +165,7 @@ plots.table(["small → large", "matched pairs (both alive)", "twins that fire d
 # with several parents (merges).
 # ```
 #
-# {glue:text}`tree_sentence` The second table pairs each small latent with the large latent
-# whose decoder row is closest (its MCS partner) and compares that with how the two fire, as
-# in Bricken et al.'s universality analysis: "twins that fire differently" have decoder
-# cosine at least 0.9 but activation correlation below 0.5 ({glue:text}`twins_total` pairs in
-# all), "fire alike, not twins" the reverse (cosine below 0.5, correlation at least 0.9;
-# {glue:text}`alike_total` pairs).
+# {glue:text}`tree_sentence` {glue:text}`twins_sentence`
 #
 # ## Against the true hierarchy
 #
@@ -169,7 +178,7 @@ plots.table(["small → large", "matched pairs (both alive)", "twins that fire d
 truth_family = pipeline.companion_family(family, ground_truth)
 truth_tree = None
 if truth_family is not None:
-    truth_tree = tree if truth_family is family else splitting.feature_trees(
+    truth_tree = tree if truth_family is family else None if not truth_family.has_activations else splitting.feature_trees(
         truth_family, n_tokens=tree_tokens, threshold=tree_threshold, min_cofire=tree_min_cofire)
 
 # %%
@@ -181,7 +190,7 @@ glue("truth_tree_where", "" if truth_family is family else
 if truth_tree is None or truth_tree.validation is None:
     truth_sentence = "There is no true hierarchy to check the trees against in this build."
     plots.table(["small → large", "note"], [[f"{r['small']} → {r['large']}", "no ground truth"]
-                                             for r in tree.summaries])
+                                             for r in summaries])
 else:
     tree = truth_tree  # the rest of this section reads the trees of the source with ground truth
     plots.table(

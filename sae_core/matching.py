@@ -64,10 +64,10 @@ from scipy.sparse.csgraph import maximum_bipartite_matching, min_weight_full_bip
 from sae_core.device import resolve_device
 from sae_core.similarity import DEFAULT_MEMORY_BUDGET, MatchResult, _normalized_pair, _tile_sizes
 
-DEFAULT_K = 16  # candidates per row; at 8192 x 8192, d = 128, 99% of optimal partners are within a row's top 11
+DEFAULT_K = 24  # candidates per row: at d = 128 the k-th cosine alone certifies most rows (module docstring, 1)
 DEFAULT_TOL = 1e-12  # certificate tolerance on c_ij - u_i - v_j: ~1000x the float64 rounding of one dual
 _NEAR = 0.02  # also add pairs this close to violating: about how far the duals move between rounds
-_PAIR_CHUNK = 1 << 15  # pairs per exact float64 gather (2 * 32768 * d * 8 bytes at a time)
+_PAIR_CHUNK = 256  # pairs per exact float64 gather: small enough to stay in cache (measured fastest)
 _BLOCK = 256  # at most this many columns per block in the blocked top-k of a tile
 
 
@@ -114,8 +114,8 @@ class _NegativeCycle(Exception):
 
 
 def _prepare(a, b) -> tuple[torch.Tensor, torch.Tensor]:
-    """Unit rows in float64 (validated as in similarity.py); N <= M enforced."""
-    a, b = _normalized_pair(torch.as_tensor(a).double(), torch.as_tensor(b).double())
+    """Unit rows (validated and normalised as in similarity.py, then float64); N <= M enforced."""
+    a, b = (x.double() for x in _normalized_pair(a, b))  # the same cosines as max_cosine_similarity's
     if a.shape[0] > b.shape[0]:
         raise ValueError(
             f"one-to-one matching needs len(A) <= len(B), got {a.shape[0]} > {b.shape[0]}; swap the arguments"
@@ -134,13 +134,16 @@ def _scan_dtype(dev: torch.device) -> torch.dtype:
 def _scan_error(d: int, vmax: float, dtype: torch.dtype) -> float:
     """Bound on |T_ij - (c_ij - v_j)| for the tile value T_ij = <[a_i, 1], [b_j, -v_j]> in ``dtype``.
 
-    With unit roundoff u: rounding the inputs costs <= 2u + u^2 on the cosine and u|v_j| on
-    the dual; the (d+1)-term dot product costs <= gamma_{d+1} ((1+u)^2 + (1+u)|v_j|) (Higham
-    §3.1, any summation order, FMA or not). Together <= (d + 4) u (1 + |v|) (1 + 1e-3) for
-    (d + 4) u < 1e-3; the factor 1.01 leaves room for that.
+    With unit roundoff u and n = d + 1 terms: rounding the unit rows costs <= 2u + u^2 on the
+    cosine, rounding v_j costs <= u |v_j|, and the dot product of the rounded vectors costs
+    <= gamma_n ((1 + u)^2 + (1 + u) |v_j|), gamma_n = n u / (1 - n u) (Higham §3.1, any
+    summation order, FMA or not). The factor 1.01 covers rows whose float64 norm is 1 only to
+    float32 precision (they were normalised in the input dtype).
     """
     u = torch.finfo(dtype).eps / 2
-    return 1.01 * (d + 4) * u * (1.0 + vmax)
+    n = d + 1
+    gamma = n * u / (1 - n * u)
+    return 1.01 * (gamma * ((1 + u) ** 2 + (1 + u) * vmax) + 2 * u + u * u + u * vmax)
 
 
 def _pair_cosines(a64: np.ndarray, b64: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -470,10 +473,10 @@ def _exact_rows(
         lens = indptr[rr + 1] - indptr[rr]
         t[np.repeat(np.arange(len(rr)), lens), g_cols[_ranges(indptr[rr], lens)]] = -np.inf
         bound[s : s + len(rr)] = t.max(axis=1)
-        top = np.argsort(-t, axis=1)[:, :per_row]
-        bad = np.take_along_axis(t, top, 1) - u[rr][:, None] > tol
-        add_r.append(np.repeat(rr, top.shape[1])[bad.ravel()])
-        add_c.append(top.ravel()[bad.ravel()])
+        top_t, top = (x.numpy() for x in torch.from_numpy(t).topk(min(per_row, m), dim=1))  # no chunk-sized index
+        bad = (top_t - u[rr][:, None] > tol).ravel()
+        add_r.append(np.repeat(rr, top.shape[1])[bad])
+        add_c.append(top.ravel()[bad])
     return np.concatenate(add_r), np.concatenate(add_c), bound
 
 
@@ -538,6 +541,13 @@ def sparse_assignment(
     graph = _CandidateGraph(a64, b64)
     rows, cols, kth = _row_topk(a_s, b_s, k, memory_budget_bytes)
     graph.add(rows, cols)
+    # columns in no row's top k (hubness leaves some in high dimension): if more than M - N of them,
+    # some must be matched, so they get their own k nearest rows; else the first matching pairs them
+    # blindly and its duals send the first scan over most rows
+    uncovered = np.flatnonzero(np.bincount(cols, minlength=len(b64)) == 0)
+    if len(uncovered) > len(b64) - n:
+        col_ids, row_ids, _ = _row_topk(b_s, a_s, k, memory_budget_bytes, rows=uncovered)
+        graph.add(row_ids, col_ids)
     _ensure_full_matching(graph, a_s, b_s, k, memory_budget_bytes)
     # v >= 0, so c_ij - v_j <= c_ij <= (k-th largest cosine of row i) for every pair left out: the first
     # bound on each row's scan, against v = 0; rows it cannot certify are the only ones scanned

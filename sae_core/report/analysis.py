@@ -90,14 +90,14 @@ def bimodality_table(family: Family, against: int, null_q: float = 0.99,
     for size, v in (values if values is not None else smaller_mcs(family, against)).items():
         low_mode, high_mode = stats.histogram_modes(v)
         truth = ground_truth(family, size, against, cutoff=cut, values=v)
-        dead = heldout_fires(family, size, n_heldout) == 0
+        dead = heldout_fires(family, size, n_heldout) == 0 if family.has_activations else None
         low = v < cut
         rows.append(BimodalityRow(size, against, v.size, low_mode, high_mode, stats.split_high_low(v).frac_high,
                                   stats.split_high_low(v, cut).frac_high, float(v.mean()),
                                   stats.bimodality(v).bimodal,
                                   truth.high_matching_true if truth else None,
                                   truth.low_matching_true if truth else None,
-                                  float(dead[low].mean()) if low.any() else None))
+                                  float(dead[low].mean()) if low.any() and dead is not None else None))
     return rows
 
 

@@ -65,8 +65,9 @@ class Anatomy:
     alive_low_test: stats.TruncatedNullTest | None  # None: fewer than MIN_PART alive low features
     dead_low_test: stats.TruncatedNullTest | None
     values: np.ndarray  # MCS of every feature
-    dead: np.ndarray  # bool per feature
+    dead: np.ndarray  # bool per feature (all False when dead_known is False)
     never_moved: np.ndarray  # bool per feature (all False when the family has no training record)
+    dead_known: bool = True  # False for dictionaries read without activations: firing is unknown
 
     @property
     def alive_low_share_of_dictionary(self) -> float:
@@ -77,7 +78,8 @@ def anatomy(family: Family, size: int, against: int, cutoff: float, n_heldout: i
             n_mc: int = 1000, seed: int = 0) -> Anatomy:
     """Dead, never-moved and alive parts of the low-MCS features of ``size`` against ``against``."""
     v = mcs(family, size, against)
-    dead = heldout_fires(family, size, n_heldout) == 0
+    dead_known = family.has_activations
+    dead = heldout_fires(family, size, n_heldout) == 0 if dead_known else np.zeros(size, bool)
     record = (family.latent_stats or {}).get(size)
     never_moved = (record["init_cosine"].numpy() >= NEVER_MOVED_COS) if record else np.zeros(size, bool)
     low = v < cutoff
@@ -93,9 +95,9 @@ def anatomy(family: Family, size: int, against: int, cutoff: float, n_heldout: i
     n_low = int(low.sum())
     return Anatomy(
         size, against, cutoff, size, n_low, int(dead.sum()), int((low & dead).sum()), int((low & never_moved).sum()),
-        int((low & ~dead).sum()), n_heldout, float((low & dead).sum() / n_low) if n_low else None,
+        int((low & ~dead).sum()), n_heldout, float((low & dead).sum() / n_low) if n_low and dead_known else None,
         last_fired, int(record["n_steps"]) if record else None, test(low & ~dead), test(low & dead), v, dead,
-        never_moved,
+        never_moved, dead_known,
     )
 
 

@@ -45,10 +45,12 @@ def family_params(namespace: Mapping[str, Any]) -> dict[str, Any]:
     """The family-defining parameters of a notebook's namespace (``globals()``), canonicalised:
     sizes sorted, and the source's overrides completed with its config defaults, so equal
     settings give equal cache keys however they were written."""
+    if namespace.get("source") == "dictionaries":
+        return _dictionaries_params(namespace)
     params = {k: namespace[k] for k in FAMILY_KEYS if k in namespace}
     source = params.get("source")
     if source not in ("synthetic", "lm"):
-        raise ValueError(f"unknown source {source!r}; use 'synthetic' or 'lm'")
+        raise ValueError(f"unknown source {source!r}; use 'synthetic', 'lm' or 'dictionaries'")
     if "sizes" not in params:
         raise ValueError("the parameters must list the dictionary sizes ('sizes')")
     params["sizes"] = sorted(int(s) for s in params["sizes"])
@@ -65,6 +67,32 @@ def family_params(namespace: Mapping[str, Any]) -> dict[str, Any]:
         from sae_core.sources.lm_source import LMSourceConfig
 
         params["lm"] = dataclasses.asdict(LMSourceConfig(**overrides[1]))
+    return params
+
+
+def _dictionaries_params(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """``source: dictionaries``: a family read from folders in any supported layout
+    (:func:`sae_core.formats.load_dictionary`), optionally with the language model and site
+    (``lm``) to read activations from. Each folder's files (names, sizes, times) enter the key,
+    so a changed folder is never taken for the old one."""
+    folders = namespace.get("dictionaries")
+    if not folders or isinstance(folders, str):
+        raise ValueError("source 'dictionaries' needs `dictionaries`: a list of folders, one dictionary each")
+    paths = []
+    for folder in folders:
+        path = Path(folder).expanduser().resolve()
+        if not path.is_dir():
+            raise FileNotFoundError(f"dictionary folder {folder!r} does not exist")
+        paths.append(str(path))
+    stamp = [[str(f.relative_to(p)), f.stat().st_size, int(f.stat().st_mtime)]
+             for p in map(Path, paths) for f in sorted(Path(p).rglob("*")) if f.is_file()]
+    params: dict[str, Any] = {"source": "dictionaries", "dictionaries": paths, "files": stamp}
+    lm = namespace.get("lm") or {}
+    if lm:
+        from sae_core.sources.lm_source import LMSourceConfig
+
+        params["lm"] = dataclasses.asdict(LMSourceConfig(**lm))
+        params["seed"] = namespace.get("seed", 0)
     return params
 
 
@@ -140,10 +168,18 @@ class Family:
             self.memo["activation_scale"] = float(info.get("activation_scale", 1.0))
         return self.memo["activation_scale"]
 
+    @property
+    def has_activations(self) -> bool:
+        """False for dictionaries read without a model and site: no firing, dead-latent or tree analysis."""
+        return self.source is not None
+
     def sample(self, n: int, offset: int = 10**6) -> torch.Tensor:
         """``n`` activations from batch index ``offset`` of the source: for the synthetic source
         fresh samples the training never saw; for a stored LM source rows of the same store
         (in another shuffled order), since the corpus is finite."""
+        if self.source is None:
+            raise NoActivations("these dictionaries were read without a model and site to take activations from; "
+                                "set `lm` (model, site, corpus) to get firing, dead-latent and tree analyses")
         return self.source.batch(offset, n) * self.activation_scale
 
 
@@ -152,6 +188,8 @@ def ensure_family(params: Mapping[str, Any], progress: bool = True) -> Family:
     params = dict(params)
     key = family_key(params)
     path = cache_root() / "families" / key
+    if params["source"] == "dictionaries":
+        return _load_dictionaries(params, key, path, progress)
     source = build_source(params, progress=progress)
     if not family_is_complete(path):
         path.mkdir(parents=True, exist_ok=True)
@@ -165,3 +203,53 @@ def ensure_family(params: Mapping[str, Any], progress: bool = True) -> Family:
         raise RuntimeError(f"cache {path} holds sizes {sorted(saes)}, expected {params['sizes']}")
     history = json.loads((path / "history.json").read_text())
     return Family(params, key, path, saes, history, source)
+
+
+def companion_family(family: Family, overrides: Mapping[str, Any] | None, progress: bool = True) -> Family | None:
+    """The family to read ground truth from: ``family`` itself when its source has true features;
+    else, with ``overrides`` (e.g. ``{"source": "synthetic"}``), a family with the same training
+    settings and sizes on that source (trained or loaded from the cache); else None."""
+    if family.true_features is not None:
+        return family
+    if not overrides:
+        return None
+    params = dict(family.params)
+    for key, value in overrides.items():
+        if key in ("synthetic", "lm") and isinstance(value, Mapping):
+            params[key] = {**(params.get(key) or {}), **value}
+        else:
+            params[key] = value
+    params.pop("lm" if params["source"] == "synthetic" else "synthetic", None)
+    return ensure_family(family_params(params), progress=progress)
+
+
+class NoActivations(ValueError):
+    """Raised when a family read from dictionaries has no model and site to read activations from."""
+
+
+def _load_dictionaries(params: dict[str, Any], key: str, path: Path, progress: bool) -> Family:
+    from sae_core.formats import load_dictionary
+
+    saes: dict[int, SparseAutoencoder] = {}
+    for folder in params["dictionaries"]:
+        sae = load_dictionary(folder)
+        size = sae.cfg.d_sae
+        if size in saes:
+            raise ValueError(f"two dictionaries of width {size} ({folder} and an earlier one): a family needs "
+                             "distinct sizes")
+        saes[size] = sae
+    widths = {s.cfg.d_in for s in saes.values()}
+    if len(widths) != 1:
+        raise ValueError(f"the dictionaries read activations of different widths {sorted(widths)}")
+    if len(saes) < 2:
+        raise ValueError("a family needs at least two dictionaries of different sizes")
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "params.json").write_text(json.dumps(params, indent=2, sort_keys=True))
+    source = None
+    if "lm" in params:
+        from sae_core.sources.lm_source import lm_source
+
+        source = lm_source(params, progress=progress)
+    stage(f"family {key}: {len(saes)} dictionaries read ({sorted(saes)}), "
+          + ("activations from the model's site" if source is not None else "no activations"))
+    return Family({**params, "sizes": sorted(saes)}, key, path, dict(sorted(saes.items())), [], source)

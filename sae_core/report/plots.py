@@ -17,6 +17,9 @@ BINS = np.linspace(0, 1, 51)
 
 def training_curves(history: list[dict[str, float]]) -> plt.Figure:
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    if not history:
+        for ax in axes:
+            ax.text(0.5, 0.5, "no training record", ha="center", va="center", transform=ax.transAxes)
     sizes = sorted({int(r["d_sae"]) for r in history})
     palette = sns.color_palette("viridis", len(sizes))
     for color, size in zip(palette, sizes, strict=True):
@@ -24,11 +27,13 @@ def training_curves(history: list[dict[str, float]]) -> plt.Figure:
         steps = [r["step"] for r in rows]
         for ax, key in zip(axes, ("mse", "l0", "dead_frac"), strict=True):
             ax.plot(steps, [r[key] for r in rows], color=color, label=str(size))
-    axes[0].set_yscale("log")
+    if history:
+        axes[0].set_yscale("log")
     for ax, title in zip(axes, ("reconstruction MSE", "L0 (active latents per sample)", "fraction dead"), strict=True):
         ax.set_title(title)
         ax.set_xlabel("step")
-    axes[2].legend(title="d_sae", fontsize=8)
+    if history:
+        axes[2].legend(title="d_sae", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -79,13 +84,14 @@ def dead_alive_histograms(parts: Sequence, d: int) -> plt.Figure:
     width = BINS[1] - BINS[0]
     for ax, a in zip(axes.flat, parts, strict=False):
         groups = [(~a.dead, "alive", "C0"), (a.dead & ~a.never_moved, "dead, moved", "C1"),
-                  (a.dead & a.never_moved, "dead, never moved", "C7")]
+                  (a.dead & a.never_moved, "dead, never moved", "C7")] if a.dead_known else \
+            [(np.ones(a.n, bool), "firing unknown (no activations)", "C0")]
         ax.hist([a.values[m] for m, _, _ in groups], bins=BINS, stacked=True,
                 weights=[np.full(int(m.sum()), 1 / (a.n * width)) for m, _, _ in groups],
                 color=[c for _, _, c in groups], label=[lab for _, lab, _ in groups])
         _scaled_null(ax, d, a.against, a.values, a.cutoff, "null below cutoff")
         ax.axvline(a.cutoff, color="grey", lw=0.8, ls=":")
-        ax.set_title(f"{a.size} vs {a.against}: {a.n_low} low, {a.n_low_dead} dead")
+        ax.set_title(f"{a.size} vs {a.against}: {a.n_low} low" + (f", {a.n_low_dead} dead" if a.dead_known else ""))
         ax.set_xlabel("max cosine similarity")
     for ax in axes.flat[n:]:
         ax.axis("off")
@@ -173,7 +179,7 @@ def dead_vs_low(points: Sequence, fit=None) -> plt.Figure:
     """``low_mode.SummaryPoint``s: dead share (x) against low-MCS share (y), one colour per setting."""
     fig, ax = plt.subplots(figsize=(6.2, 4.6))
     names = list(dict.fromkeys(p.family for p in points))
-    palette = sns.color_palette("tab10", len(names))
+    palette = sns.color_palette("tab10", max(len(names), 1))[:len(names)]
     for color, name in zip(palette, names, strict=True):
         mine = [p for p in points if p.family == name]
         ax.scatter([p.dead_share for p in mine], [p.low_share for p in mine], color=color, s=28, label=name)

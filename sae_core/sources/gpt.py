@@ -125,11 +125,12 @@ class LinearCrossEntropy(torch.autograd.Function):
         need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         grad_h = torch.empty_like(hidden) if need_grad else None
         grad_w = torch.zeros_like(weight) if need_grad else None
-        total = hidden.new_zeros((), dtype=torch.float32)
+        acc = torch.promote_types(hidden.dtype, torch.float32)  # at least float32 for the sum over rows
+        total = hidden.new_zeros((), dtype=acc)
         for i in range(0, n, chunk):
             h, y = hidden[i : i + chunk], targets[i : i + chunk, None]
             logp = torch.log_softmax(h @ weight.t(), dim=1)  # [chunk, V]
-            total -= logp.gather(1, y).sum(dtype=torch.float32)
+            total -= logp.gather(1, y).sum(dtype=acc)
             if need_grad:
                 grad_z = logp.exp_().scatter_add_(1, y, logp.new_full(y.shape, -1.0))  # softmax - one-hot
                 torch.mm(grad_z, weight, out=grad_h[i : i + chunk])
