@@ -132,3 +132,44 @@ plots.glue_figure("fig_null", fig)
 # learned dictionary should sit if it is chance, is {glue:text}`null_mode:.3f`; it moves with
 # K and M (0.155 at K = 512, M = 4096), so the report compares with this value, never a
 # fixed 0.3.
+
+# %% [markdown]
+# ## The language model
+#
+# {glue:text}`lm_intro`
+
+# %%
+gpt = None
+if "lm" in family.params:
+    from sae_core.sources.lm_source import gpt_report
+
+    gpt = gpt_report(family.params["lm"])
+if gpt is None:
+    glue("lm_intro", "This build's activations do not come from the replication GPT trained here"
+         + (" (they come from a hub or local model, described in the introduction)." if "lm" in family.params
+            else "; the post's own setting runs with `make book PROFILE=replication` (see the README)."),
+         display=False)
+    plots.glue_figure("fig_gpt", plots.gpt_curve([]))
+else:
+    c, t = gpt["config"], gpt["train_config"]
+    glue("lm_intro", (
+        f"The activations come from the replication model trained here on {family.params['lm']['corpus']}: "
+        f"{c['n_layer']} layers, residual width {c['n_embd']}, {c['n_head']} heads of {c['n_embd'] // c['n_head']}, "
+        f"MLP width {c['n_inner']} (nanoGPT's block), {gpt['parameters']:,} parameters. Its byte-level BPE tokenizer "
+        f"has {c['vocab_size']:,} tokens and is trained on the same corpus ({gpt['corpus_tokens']:,} tokens, of which "
+        f"{gpt['val_tokens']:,} are held out). It saw {gpt['train_tokens']:,} training tokens ({t['steps']} steps of "
+        f"{t['batch_size']} rows of {c['context']} tokens) and reached a validation loss of {gpt['val_loss']:.3f} "
+        "nats per token. The post's model had the same shape but was trained for about 9 hours on 4 RTX 3090s on "
+        "OpenWebText with the GPT-2 tokenizer (50,257 tokens) to a loss of 5.13; losses under different tokenizers "
+        "are not comparable token for token, and this model saw far fewer tokens. The SAEs read the hidden layer of "
+        f"its MLP in block 2 ({family.params['lm']['site']}, width {family.d_in}), as the post did."
+    ), display=False)
+    plots.glue_figure("fig_gpt", plots.gpt_curve(gpt["evals"]))
+
+# %% [markdown]
+# ```{glue:figure} fig_gpt
+# :name: fig-gpt
+#
+# Training and validation loss of the replication GPT (nats per token), when this build
+# trains one.
+# ```

@@ -212,6 +212,22 @@ def tree_levels(summaries: list[dict[str, float | int]]) -> plt.Figure:
     return fig
 
 
+def gpt_curve(evals: list[dict[str, float]]) -> plt.Figure:
+    """The replication GPT's training and validation loss per evaluation step."""
+    fig, ax = plt.subplots(figsize=(6.2, 3.6))
+    if evals:
+        steps = [e["step"] for e in evals]
+        ax.plot(steps, [e["train_loss"] for e in evals], marker="o", label="training batch")
+        ax.plot(steps, [e["val_loss"] for e in evals], marker="o", label="validation")
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no language model trained in this build", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats per token)")
+    fig.tight_layout()
+    return fig
+
+
 def glue_figure(name: str, fig: plt.Figure) -> None:
     """Glue ``fig`` under ``name`` for the book, then close it so the cell does not show it twice."""
     from myst_nb import glue

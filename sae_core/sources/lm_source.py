@@ -222,3 +222,14 @@ def lm_source(params: dict[str, Any], progress: bool = True) -> StoreSource:
         batches = token_batches(tokenizer, docs, cfg.context, cfg.batch_size)
         extract_activations(lm, site, batches, path, meta, cfg.tokens, cfg.skip_first, device, progress)
     return StoreSource(ActivationStore(path), seed=params.get("seed", 0))
+
+
+def gpt_report(lm_params: dict[str, Any]) -> dict[str, Any] | None:
+    """The training report of the replication GPT an ``lm`` source uses (config, parameters,
+    tokens seen, validation curve and loss, tokenizer), or None for another model or before it
+    is trained."""
+    cfg = LMSourceConfig(**lm_params)
+    if cfg.model != REPLICATION_GPT:
+        return None
+    path = _gpt_dir(cfg, cache_root()) / "report.json"
+    return json.loads(path.read_text()) if path.is_file() else None
