@@ -161,7 +161,8 @@ else:
         f"{t['batch_size']} rows of {c['context']} tokens) and reached a validation loss of {gpt['val_loss']:.3f} "
         "nats per token. The post's model had the same shape but was trained for about 9 hours on 4 RTX 3090s on "
         "OpenWebText with the GPT-2 tokenizer (50,257 tokens) to a loss of 5.13; losses under different tokenizers "
-        "are not comparable token for token, and this model saw far fewer tokens. The SAEs read the hidden layer of "
+        "are not comparable token for token, and the post does not state how many tokens its model saw. The SAEs read the "
+        "hidden layer of "
         f"its MLP in block 2 ({family.params['lm']['site']}, width {family.d_in}), as the post did."
     ), display=False)
     plots.glue_figure("fig_gpt", plots.gpt_curve(gpt["evals"]))
