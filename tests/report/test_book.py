@@ -49,15 +49,8 @@ def test_every_chapter_page_exists_with_its_figures(smoke_book):
     assert "Sharkey" in (smoke_book / "book" / "references.html").read_text()
 
 
-def test_no_error_outputs_and_no_unresolved_glue(smoke_book):
-    executed = ROOT / "book" / "executed"
-    for chapter in report.CHAPTERS:
-        nb = json.loads((executed / f"{chapter}.ipynb").read_text())
-        for cell in nb["cells"]:
-            for out in cell.get("outputs", []):
-                assert out["output_type"] != "error", f"{chapter}: {out.get('ename')}: {out.get('evalue')}"
-        page = (smoke_book / "book" / "executed" / f"{chapter}.html").read_text()
-        assert "glue:" not in page and "{glue" not in page, f"{chapter}: unresolved glue role on the page"
+def test_no_error_outputs_no_unresolved_glue_and_no_nan(smoke_book):
+    assert_clean_book(ROOT, smoke_book)
 
 
 def test_prose_numbers_come_from_the_run(smoke_book):
@@ -75,6 +68,20 @@ def test_prose_numbers_come_from_the_run(smoke_book):
     assert f"{frac:.1%}" in page
 
 
+def assert_clean_book(root: Path, html: Path) -> None:
+    """Every chapter executed without an error output, rendered with no unresolved glue and no
+    "nan" in its text."""
+    for chapter in report.CHAPTERS:
+        nb = json.loads((root / "book" / "executed" / f"{chapter}.ipynb").read_text())
+        for cell in nb["cells"]:
+            for out in cell.get("outputs", []):
+                assert out["output_type"] != "error", f"{chapter}: {out.get('ename')}: {out.get('evalue')}"
+        page = (html / "book" / "executed" / f"{chapter}.html").read_text()
+        assert "glue:" not in page and "{glue" not in page, f"{chapter}: unresolved glue role on the page"
+        text = re.sub(r"<[^>]+>", " ", page[page.find("<main"):page.find("</main>")])
+        assert not re.search(r"\bnan\b", text), f"{chapter}: 'nan' on the page"
+
+
 LM_ROOT = report.REPO_ROOT / ".cache" / "smoke-lm-book"
 
 
@@ -87,25 +94,9 @@ def smoke_lm_book() -> Path:
 
 
 def test_language_model_book_builds_without_errors_or_nan(smoke_lm_book):
-    executed = LM_ROOT / "book" / "executed"
-    for chapter in report.CHAPTERS:
-        nb = json.loads((executed / f"{chapter}.ipynb").read_text())
-        for cell in nb["cells"]:
-            for out in cell.get("outputs", []):
-                assert out["output_type"] != "error", f"{chapter}: {out.get('ename')}: {out.get('evalue')}"
-        page = (smoke_lm_book / "book" / "executed" / f"{chapter}.html").read_text()
-        assert "glue:" not in page and "{glue" not in page, chapter
-        text = re.sub(r"<[^>]+>", " ", page[page.find("<main"):page.find("</main>")])
-        assert not re.search(r"\bnan\b", text), f"{chapter}: 'nan' on the page"
+    assert_clean_book(LM_ROOT, smoke_lm_book)
     intro = (smoke_lm_book / "book" / "executed" / "01_introduction.html").read_text()
     assert "blocks.2.mlp.hook_post" in intro and "CE recovered" in intro
-
-
-def test_synthetic_book_prints_no_nan(smoke_book):
-    for chapter in report.CHAPTERS:
-        page = (smoke_book / "book" / "executed" / f"{chapter}.html").read_text()
-        text = re.sub(r"<[^>]+>", " ", page[page.find("<main"):page.find("</main>")])
-        assert not re.search(r"\bnan\b", text), f"{chapter}: 'nan' on the page"
 
 
 DICT_ROOT = report.REPO_ROOT / ".cache" / "smoke-dictionaries-book"
@@ -138,15 +129,7 @@ def dictionaries_book(tmp_path_factory) -> Path:
 
 
 def test_book_runs_on_dictionaries_read_from_other_layouts(dictionaries_book):
-    executed = DICT_ROOT / "book" / "executed"
-    for chapter in report.CHAPTERS:
-        nb = json.loads((executed / f"{chapter}.ipynb").read_text())
-        for cell in nb["cells"]:
-            for out in cell.get("outputs", []):
-                assert out["output_type"] != "error", f"{chapter}: {out.get('ename')}: {out.get('evalue')}"
-        page = (dictionaries_book / "book" / "executed" / f"{chapter}.html").read_text()
-        text = re.sub(r"<[^>]+>", " ", page[page.find("<main"):page.find("</main>")])
-        assert "glue:" not in page and not re.search(r"\bnan\b", text), chapter
+    assert_clean_book(DICT_ROOT, dictionaries_book)
     low = (dictionaries_book / "book" / "executed" / "05_low_mode.html").read_text()
     assert "without a model and site" in low  # the chapter says why the firing parts are missing
     intro = (dictionaries_book / "book" / "executed" / "01_introduction.html").read_text()
