@@ -228,6 +228,25 @@ def gpt_curve(evals: list[dict[str, float]]) -> plt.Figure:
     return fig
 
 
+def decoder_pca(pca) -> plt.Figure:
+    """``geometry.DecoderPCA``: rows coloured by dictionary size (left) and by high or low MCS (right)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharex=True, sharey=True)
+    sizes = sorted(set(pca.size.tolist()))
+    palette = sns.color_palette("viridis", len(sizes))
+    for color, size in zip(palette, sizes, strict=True):
+        keep = pca.size == size
+        axes[0].scatter(*pca.coords[keep].T, s=2, alpha=0.5, color=color, label=str(size), linewidths=0)
+    for flag, color, label in ((True, "C0", "high MCS"), (False, "C3", "low MCS")):
+        keep = pca.high == flag
+        axes[1].scatter(*pca.coords[keep].T, s=2, alpha=0.5, color=color, label=label, linewidths=0)
+    for ax in axes:
+        ax.set_xlabel(f"PC 1 ({pca.explained[0]:.1%})")
+        ax.legend(fontsize=7, markerscale=4)
+    axes[0].set_ylabel(f"PC 2 ({pca.explained[1]:.1%})")
+    fig.tight_layout()
+    return fig
+
+
 def glue_figure(name: str, fig: plt.Figure) -> None:
     """Glue ``fig`` under ``name`` for the book, then close it so the cell does not show it twice."""
     from myst_nb import glue

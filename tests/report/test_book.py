@@ -17,7 +17,7 @@ from sae_core.report import build as report
 ROOT = report.REPO_ROOT / ".cache" / "smoke-book"
 FIGURES = {  # glued figures per chapter
     "01_introduction": 1, "02_methods": 2, "03_bimodality": 4, "04_random_nulls": 3, "05_low_mode": 1,
-    "06_cross_dictionary": 2, "07_feature_splitting": 2, "08_conclusions": 0,
+    "06_cross_dictionary": 2, "07_feature_splitting": 2, "08_conclusions": 0, "09_appendix_geometry": 1,
 }
 
 
