@@ -167,6 +167,26 @@ else:
 #
 # {glue:text}`tree_sentence` {glue:text}`twins_sentence`
 #
+# ### Example subtrees
+#
+# The three latents of the smallest dictionary with the most descendants in the drawn tree
+# (each large latent under its best parent), followed for three rungs; a line reads
+# `size:latent`, with the true feature it matches on a synthetic source.
+
+# %%
+if tree is None:
+    examples = "No tree: these dictionaries have no activations."
+else:
+    def descendants(latent: int, level: int = 0) -> int:
+        if level >= len(tree.levels):
+            return 0
+        kids = np.flatnonzero(tree.levels[level].best_parent == latent)
+        return len(kids) + sum(descendants(int(k), level + 1) for k in kids)
+
+    roots = sorted(range(tree.sizes[0]), key=lambda i: -descendants(i))[:3]
+    examples = "\n\n".join("\n".join(splitting.describe_subtree(tree, r, depth=3)) for r in roots)
+print(examples)
+#
 # ## Against the true hierarchy
 #
 # On a synthetic source each latent can be named by the true feature its decoder row lies
