@@ -302,15 +302,21 @@ if ceiling is None:
 elif ceiling.alive_low == 0:
     unfound = f"The {ab_mid}-feature dictionary has no alive low feature, so the third explanation has nothing to explain."
 else:
+    recur = ceiling.alive_low_recur > ceiling.alive_low / 2
+    edge = ceiling.alive_low_scored > 0 and ceiling.alive_low_better > ceiling.alive_low_scored / 2
     unfound = (
-        f"Of its {ceiling.alive_low} alive low features, {ceiling.alive_low_recur} have a match (above the cutoff) in "
-        f"the {large}-feature dictionary of seed {second_seed}: "
-        + ("most of them recur in another seed, so they are features this seed's larger dictionary missed"
-           if ceiling.alive_low_recur > ceiling.alive_low / 2 else
-           "most of them do not recur in another seed either")
-        + f". On the held-out samples where they fire, the {ab_mid}-feature dictionary reconstructs better than the "
-        f"{large}-feature one for {ceiling.alive_low_better} of the {ceiling.alive_low_scored} that fire on at least "
-        "20 samples."
+        f"Of the {ceiling.alive_low} alive low features of the {ab_mid}-feature dictionary, {ceiling.alive_low_recur} "
+        f"have a match (above the cutoff) in the {large}-feature dictionary of seed {second_seed}, and on the held-out "
+        f"samples where they fire the {ab_mid}-feature dictionary reconstructs better relative to the {large}-feature "
+        f"one than it does overall for {ceiling.alive_low_better} of the {ceiling.alive_low_scored} that fire on at "
+        "least 20 samples. "
+        + ("They recur in another seed and carry reconstruction the larger dictionary lacks: real features this seed's "
+           "larger dictionary did not find." if recur and edge else
+           "Most do not recur in another seed, but they carry reconstruction the larger dictionary lacks: structure "
+           "the larger dictionary did not find, learned differently from seed to seed." if edge else
+           "Most recur in another seed's larger dictionary, so their absence from this seed's is a matter of seed."
+           if recur else
+           "They neither recur in another seed nor carry reconstruction the larger dictionary lacks.")
     )
 glue("unfound_sentence", unfound, display=False)
 
@@ -356,7 +362,10 @@ else:
         f"Across {fit.n} points, low share = {fit.intercept:.3f} (95% interval {fit.intercept_ci[0]:.3f} to "
         f"{fit.intercept_ci[1]:.3f}) + {fit.slope:.2f} (95% interval {fit.slope_ci[0]:.2f} to {fit.slope_ci[1]:.2f}) "
         f"× dead share, Pearson r = {fit.pearson:.2f} ({fit.pearson_ci[0]:.2f} to {fit.pearson_ci[1]:.2f}). "
-        + ("The points lie on the diagonal within the intervals (slope 1, intercept 0)" if on_diagonal else
+        + (("The points are consistent with the diagonal (slope 1 and intercept 0 inside the intervals)"
+            + (f", but the intervals are wide: {fit.n} points do not pin the line down"
+               if fit.slope_ci[1] - fit.slope_ci[0] > 0.5 else ""))
+           if on_diagonal else
            "The points are not on the diagonal: slope 1 and intercept 0 are not both inside the intervals")
         + "."
     )

@@ -196,7 +196,7 @@ class SeedCeiling:
     cutoffs: dict[int, float]
     alive_low: int  # alive low-MCS features of `mid` (seed A) against seed A's large
     alive_low_recur: int  # of those, with MCS >= cutoff against seed B's large dictionary
-    alive_low_better: int  # of those, where `mid` reconstructs their firing samples better than `large`
+    alive_low_better: int  # of those, where `mid` beats `large` on their firing samples more than overall
     alive_low_scored: int  # alive low features with enough firing samples to score reconstruction
 
 
@@ -224,8 +224,12 @@ def seed_ceiling(family: Family, other: Family, mid: int, large: int, null_q: fl
 
 def _reconstruction_edge(family: Family, small: int, large: int, latents: np.ndarray, n_samples: int,
                          min_fires: int) -> tuple[int, int]:
-    """For each latent of ``small``: on the held-out samples where it fires, is the small
-    dictionary's squared error lower than the large one's? Returns (# lower, # scored)."""
+    """For each latent of ``small``: on the held-out samples where it fires, does the small
+    dictionary reconstruct better, relative to the large one, than it does on all samples?
+    With squared errors e_s, e_l per sample, the latent counts when
+    mean(e_s | fires) / mean(e_l | fires) < mean(e_s) / mean(e_l): the larger dictionary lacks
+    something those samples carry, beyond any overall difference between the two.
+    Returns (# that count, # scored: latents firing on at least ``min_fires`` samples)."""
     if latents.size == 0:
         return 0, 0
     x = family.sample(n_samples)
@@ -234,12 +238,13 @@ def _reconstruction_edge(family: Family, small: int, large: int, latents: np.nda
         err_s = (sae_s(x) - x).pow(2).sum(1)
         err_l = (sae_l(x) - x).pow(2).sum(1)
         fires = sae_s.encode(x)[:, torch.from_numpy(latents)] > 0  # [n, len(latents)]
+    overall = float(err_s.mean() / err_l.mean().clamp_min(1e-30))
     better = scored = 0
     for j in range(latents.size):
         mask = fires[:, j]
         if int(mask.sum()) >= min_fires:
             scored += 1
-            better += bool(err_s[mask].mean() < err_l[mask].mean())
+            better += bool(float(err_s[mask].mean() / err_l[mask].mean().clamp_min(1e-30)) < overall)
     return better, scored
 
 
