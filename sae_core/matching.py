@@ -27,8 +27,12 @@ even at N = 65536).
    weights are the exact float64 cosines. The k-th largest cosine of row i bounds every pair
    left out, and v >= 0, so it also bounds ``max_j (c_ij - v_j)`` over them: a row whose u_i
    is above it is certified without being scanned (for N <= M/2 at d = 128, every row).
-2. Solve the assignment on the candidate graph exactly: LAPJVsp (Jonker & Volgenant 1987),
-   ``scipy.sparse.csgraph.min_weight_full_bipartite_matching``.
+   Columns in no row's list get their own k nearest rows when some of them must be matched,
+   and Hopcroft-Karp checks that a full matching exists (else edges are added).
+2. Solve the assignment on the candidate graph: LAPJVsp (Jonker & Volgenant 1987),
+   ``scipy.sparse.csgraph.min_weight_full_bipartite_matching``, or in d <= 3 the dense
+   Hungarian solver (see :func:`_solve`); then cancel any improving cycle or path left by
+   rounding (Klein 1967), found as in step 3, so the matching is optimal on the graph.
 3. Duals: with u_i = c_i,sigma(i) - v_sigma(i), the constraint on a candidate edge reads
    ``v_j >= v_sigma(i) - (c_i,sigma(i) - c_ij)``, a system of difference constraints. Its
    smallest solution v >= floor (floor = 0 in the first round, the previous round's v after)
@@ -58,17 +62,26 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
 from scipy.sparse import csr_array
 from scipy.sparse.csgraph import maximum_bipartite_matching, min_weight_full_bipartite_matching
 
 from sae_core.device import resolve_device
-from sae_core.similarity import DEFAULT_MEMORY_BUDGET, MatchResult, _normalized_pair, _tile_sizes
+from sae_core.similarity import (
+    ASSIGNMENT_MAX_ENTRIES,
+    DEFAULT_MEMORY_BUDGET,
+    MatchResult,
+    _normalized_pair,
+    _tile_sizes,
+)
 
 DEFAULT_K = 24  # candidates per row: at d = 128 the k-th cosine alone certifies most rows (module docstring, 1)
 DEFAULT_TOL = 1e-12  # certificate tolerance on c_ij - u_i - v_j: ~1000x the float64 rounding of one dual
 _NEAR = 0.02  # also add pairs this close to violating: about how far the duals move between rounds
 _PAIR_CHUNK = 256  # pairs per exact float64 gather: small enough to stay in cache (measured fastest)
 _BLOCK = 256  # at most this many columns per block in the blocked top-k of a tile
+_LOW_DIM = 3  # at or below this width the dense Hungarian solver replaces LAPJVsp (see _solve)
+_IMPROVE_PASSES = 30  # cycle-cancelling passes after a solve (one, normally: it only confirms)
 
 
 @dataclass
@@ -294,37 +307,60 @@ def _ensure_full_matching(graph: _CandidateGraph, a_s: torch.Tensor, b_s: torch.
 
 
 def _solve(graph: _CandidateGraph) -> np.ndarray:
-    """Maximum-weight full matching on the candidate graph (LAPJVsp); the column of each row."""
-    # scipy reads a zero weight as "no edge"; a cosine of exactly 0 becomes the smallest normal
-    # double, which moves no total by more than N * 2.2e-308
-    w = np.where(graph.weights == 0.0, np.finfo(np.float64).tiny, graph.weights)
-    rows, cols = min_weight_full_bipartite_matching(graph.biadjacency(w), maximize=True)
-    sigma = np.empty(graph.n, dtype=np.int64)
+    """A maximum-weight full matching on the candidate graph; the column of each row.
+
+    LAPJVsp (``min_weight_full_bipartite_matching``) minimises, so it gets 2 - c, in [1, 3]:
+    positive, and never the zero that scipy reads as "no edge" (with the negative weights of
+    ``maximize=True`` it ran without end on 1000 x 1000 at d = 4). In ambient dimension
+    <= ``_LOW_DIM`` its augmenting paths grow long (2000 x 2000 at d = 2: over two minutes;
+    8000 x 8000 at d = 4 already 4.7 s against 0.3 s at d = 128); there the dense Hungarian
+    solver takes the whole cosine matrix (N*M is capped, see sparse_assignment) and its
+    optimal pairs join the graph. Either way :func:`_improve` then removes any
+    rounding-level suboptimality.
+    """
+    n = graph.n
+    sigma = np.empty(n, dtype=np.int64)
+    if graph.a64.shape[1] <= _LOW_DIM:
+        rows, cols = linear_sum_assignment(graph.a64 @ graph.b64.T, maximize=True)
+        sigma[rows] = cols
+        graph.add(np.arange(n), sigma)
+        return sigma
+    rows, cols = min_weight_full_bipartite_matching(graph.biadjacency(2.0 - graph.weights))
     sigma[rows] = cols
     return sigma
 
 
 def _has_cycle(parent: np.ndarray) -> bool:
     """Whether the parent pointers (-1 = root) contain a cycle: pointer doubling, log2(M) steps."""
+    return len(_cycle_roots(parent)) > 0
+
+
+def _cycle_roots(parent: np.ndarray) -> np.ndarray:
+    """Columns on cycles of the parent pointers: where each column's 2^L-th ancestor lands (L >= log2 M)."""
     m = len(parent)
     jump = np.append(np.where(parent < 0, m, parent), m)  # m: a sentinel root pointing to itself
     for _ in range(int(np.ceil(np.log2(m + 1))) + 1):
         jump = jump[jump]
-    return bool((jump[:m] != m).any())
+    return np.unique(jump[:m][jump[:m] != m])
 
 
-def _duals(
-    graph: _CandidateGraph, sigma: np.ndarray, tol: float, floor: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The smallest v >= floor (default 0) with u_i + v_j >= c_ij on every candidate edge, and u.
+@dataclass
+class _Labels:
+    p: np.ndarray  # shortest-path labels, p = -v
+    parent: np.ndarray  # column whose row's move set each label, -1 if none
+    row_of_col: np.ndarray  # -1 on unmatched columns
+    c_match: np.ndarray  # c_i,sigma(i)
+    cycle: bool  # stopped on a cycle in the parent pointers
 
-    Module docstring, step 3. Bellman-Ford in Jacobi passes over the columns whose label
-    changed (a vectorised SPFA), on p = -v with edges sigma(i) -> j of weight
-    c_i,sigma(i) - c_ij, labels starting at -floor (0 on unmatched columns). A label moves only
-    when it improves by more than tol/2, so float rounding around zero-weight cycles (ties)
-    cannot keep it relaxing; the duals then meet every candidate constraint to within tol/2
-    plus one rounding. Raises :class:`_NegativeCycle` when the parent pointers close a cycle.
-    If the floor would force v > 0 on an unmatched column, the floor is dropped.
+
+def _bellman_ford(graph: _CandidateGraph, sigma: np.ndarray, tol: float, floor: np.ndarray | None) -> _Labels:
+    """Shortest paths of the dual difference constraints for ``sigma`` (module docstring, step 3).
+
+    Jacobi passes over the columns whose label changed (a vectorised SPFA), on p = -v with
+    edges sigma(i) -> j of weight c_i,sigma(i) - c_ij, labels starting at -floor (0 on unmatched
+    columns). A label moves only when it improves by more than tol/2, so float rounding around
+    zero-weight cycles (ties) cannot keep it relaxing. Stops early when the parent pointers
+    close a cycle, which proves a negative cycle (Cherkassky & Goldberg 1999).
     """
     n, m = graph.n, graph.m
     rows, cols = graph.rows, graph.cols
@@ -357,15 +393,82 @@ def _duals(
         active = row_of_col[improved]
         active = active[active >= 0]  # unmatched columns have no outgoing edges
         if sweep % 16 == 0 and _has_cycle(parent):
-            raise _NegativeCycle(f"improving exchange found after {sweep} Bellman-Ford passes")
-    else:
-        raise _NegativeCycle("Bellman-Ford did not settle within M + 1 passes")
-    unmatched = row_of_col < 0
-    if floor is not None and (p[unmatched] < -tol / 2).any():
-        return _duals(graph, sigma, tol)
-    v = -p
-    v[unmatched] = 0.0  # complementary slackness; from floor = 0 a p < 0 here shows up as a violation
-    return c_match - v[sigma], v
+            return _Labels(p, parent, row_of_col, c_match, True)
+    else:  # M + 1 passes that still relax: a negative cycle, whatever the parent pointers show
+        return _Labels(p, parent, row_of_col, c_match, True)
+    return _Labels(p, parent, row_of_col, c_match, False)
+
+
+def _duals(
+    graph: _CandidateGraph, sigma: np.ndarray, tol: float, floor: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The smallest v >= floor (default 0) with u_i + v_j >= c_ij on every candidate edge, and u.
+
+    The duals meet every candidate constraint to within tol/2 plus one rounding. Raises
+    :class:`_NegativeCycle` if ``sigma`` is not optimal on the graph (an improving cycle, or a
+    path to an unmatched column). If the floor would force v > 0 on an unmatched column, the
+    floor is dropped.
+    """
+    labels = _bellman_ford(graph, sigma, tol, floor)
+    if labels.cycle:
+        raise _NegativeCycle("the parent pointers close a cycle: an improving exchange")
+    unmatched = labels.row_of_col < 0
+    if (labels.p[unmatched] < -tol / 2).any():
+        if floor is not None:
+            return _duals(graph, sigma, tol)
+        raise _NegativeCycle("a path to an unmatched column: an improving exchange")
+    v = -labels.p
+    v[unmatched] = 0.0  # complementary slackness (labels there are within tol/2 of 0)
+    return labels.c_match - v[sigma], v
+
+
+def _improve(
+    graph: _CandidateGraph, sigma: np.ndarray, tol: float, max_passes: int
+) -> tuple[np.ndarray, _Labels | None]:
+    """Cancel improving cycles and paths until ``sigma`` is optimal on the graph (to tol/2).
+
+    Bellman-Ford from labels 0: a cycle in its parent pointers is an improving exchange
+    around a cycle (each row on it moves to the column its edge points at); with it settled,
+    an unmatched column with p < -tol/2 ends an improving path from a root column, which
+    the move frees. Disjoint cycles (or paths) are cancelled together, then again from the
+    top: each pass gains more than tol/2, so it ends (Klein's cycle cancelling, 1967). Returns
+    the matching and, if it is optimal (``max_passes`` did not run out), its labels from 0.
+    """
+    sigma = sigma.copy()
+    for _ in range(max_passes):
+        labels = _bellman_ford(graph, sigma, tol, None)
+        parent, row_of_col = labels.parent, labels.row_of_col
+        moves: list[list[int]] = []  # columns in order along each cycle or path, head first
+        # checked even when Bellman-Ford settled: a cycle of gain between tol/2 and L tol/2 can stay
+        on_cycles = _cycle_roots(parent)
+        if len(on_cycles):
+            seen: set[int] = set()
+            for start in on_cycles.tolist():
+                if start in seen:
+                    continue
+                cycle, col = [start], int(parent[start])
+                while col != start:
+                    cycle.append(col)
+                    col = int(parent[col])
+                seen.update(cycle)
+                moves.append(cycle)
+        else:
+            ends = np.flatnonzero((row_of_col < 0) & (labels.p < -tol / 2))
+            if len(ends) == 0:
+                return sigma, labels
+            used: set[int] = set()
+            for end in ends[np.argsort(labels.p[ends])].tolist():  # the most improving first
+                path, col = [end], int(parent[end])
+                while col >= 0:
+                    path.append(col)
+                    col = int(parent[col])
+                if used.isdisjoint(path):
+                    used.update(path)
+                    moves.append(path[:-1])  # the root column is left free
+        for chain in moves:
+            for col in chain:  # the row matched to col's parent moves to col
+                sigma[row_of_col[parent[col]]] = col
+    return sigma, None
 
 
 @dataclass
@@ -535,6 +638,11 @@ def sparse_assignment(
         raise ValueError(f"tol must be >= 0, got {tol}")
     a64, b64 = (x.numpy() for x in _prepare(a, b))
     n = len(a64)
+    if a64.shape[1] <= _LOW_DIM and n * len(b64) > ASSIGNMENT_MAX_ENTRIES:
+        raise ValueError(
+            f"in d = {a64.shape[1]} <= {_LOW_DIM} dimensions the sparse LAPJVsp solver slows without bound, so "
+            f"the dense one is used, and {n} x {len(b64)} exceeds its limit N*M <= {ASSIGNMENT_MAX_ENTRIES}"
+        )
     dev = resolve_device("auto" if device is None else device)
     a_aug, b_aug = _augmented(a64, b64, dev)
     a_s, b_s = a_aug[:, :-1], b_aug[:, :-1]  # views: the cosine part of the augmented copies
@@ -554,18 +662,28 @@ def sparse_assignment(
     bound = kth + _scan_error(a64.shape[1], 0.0, a_aug.dtype)
     v_prev = np.zeros(len(b64))
     history: list[RoundStats] = []
-    for _ in range(max_rounds):
+    for round_index in range(max_rounds):
         start = time.perf_counter()
+        # rows that share their violators (duplicates, ties) would each add the same few columns per
+        # round; doubling what a row may add keeps such cases to a logarithmic number of rounds
+        per_row = min(k << min(round_index, 6), len(b64))
+        # a fresh solve each round: measured faster than cancelling cycles from the last matching
         sigma = _solve(graph)
         try:
-            u, v = _duals(graph, sigma, tol, floor=v_prev)
-        except _NegativeCycle as err:  # LAPJVsp is exact: this would be a solver failure, not a near-tie
-            raise RuntimeError(f"the sparse assignment solver returned a non-optimal matching: {err}") from err
+            try:
+                u, v = _duals(graph, sigma, tol, floor=v_prev)
+            except _NegativeCycle:  # rounding left an improving exchange: cancel it, then price again
+                sigma, labels = _improve(graph, sigma, tol, _IMPROVE_PASSES)
+                if labels is None:
+                    raise _NegativeCycle(f"still improvable after {_IMPROVE_PASSES} cancelling passes") from None
+                u, v = _duals(graph, sigma, tol, floor=v_prev)
+        except _NegativeCycle as err:  # not expected: the solvers are exact up to rounding
+            raise RuntimeError(f"the sparse assignment solver found no optimal matching: {err}") from err
         # a row's bound on max_j c_ij - v_j stays valid for the new v if raised by the largest drop in v
         bound += max(float((v_prev - v).max()), 0.0)
         rows = np.flatnonzero(bound - u > tol)
         scan = _price_scan(
-            graph, a_aug, b_aug, u, v, rows, tol=tol, per_row=k, budget=memory_budget_bytes, near=_NEAR
+            graph, a_aug, b_aug, u, v, rows, tol=tol, per_row=per_row, budget=memory_budget_bytes, near=_NEAR
         )
         bound[rows] = scan.bound
         v_prev = v

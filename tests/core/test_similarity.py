@@ -127,8 +127,9 @@ def test_bad_input_is_a_clear_error(a, b, message):
     with pytest.raises(ValueError, match=message):
         max_cosine_similarity(a, b)
     if a.ndim == 2 and a.shape[0] <= b.shape[0]:
-        with pytest.raises(ValueError, match=message):
-            one_to_one_mcs(a, b)
+        for method in ("sparse", "dense"):
+            with pytest.raises(ValueError, match=message):
+                one_to_one_mcs(a, b, method=method)
 
 
 def test_one_to_one_matches_enumeration_of_all_assignments():
@@ -139,10 +140,11 @@ def test_one_to_one_matches_enumeration_of_all_assignments():
         bn = b / np.linalg.norm(b, axis=1, keepdims=True)
         cos = an @ bn.T
         best = max(itertools.permutations(range(m), n), key=lambda p: cos[np.arange(n), list(p)].sum())
-        res = one_to_one_mcs(a, b)
-        np.testing.assert_array_equal(res.indices.numpy(), np.array(best))
-        np.testing.assert_allclose(res.values.numpy(), cos[np.arange(n), list(best)], atol=1e-12)
-        assert len(set(res.indices.tolist())) == n
+        for method in ("sparse", "dense"):
+            res = one_to_one_mcs(a, b, method=method)
+            np.testing.assert_array_equal(res.indices.numpy(), np.array(best))
+            np.testing.assert_allclose(res.values.numpy(), cos[np.arange(n), list(best)], atol=1e-12)
+            assert len(set(res.indices.tolist())) == n
 
 
 def test_one_to_one_is_at_most_greedy_and_respects_limits():
@@ -154,7 +156,8 @@ def test_one_to_one_is_at_most_greedy_and_respects_limits():
     with pytest.raises(ValueError, match="len\\(A\\) <= len\\(B\\)"):
         one_to_one_mcs(b, a)
     with pytest.raises(ValueError, match="limit is N\\*M <= 100"):
-        one_to_one_mcs(a, b, max_entries=100)
+        one_to_one_mcs(a, b, max_entries=100, method="dense")  # the size limit is the dense method's
+    assert len(one_to_one_mcs(a, b, max_entries=100).values) == 50  # the sparse default has none
 
 
 def test_random_dictionaries_are_seeded():
