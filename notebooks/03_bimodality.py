@@ -200,6 +200,7 @@ if truth_family is None:
 else:
     t_small, t_large = analysis.compared_pair(truth_family, small_size, large_size)
     t_cut = stats.null_cutoff(truth_family.d_in, t_large, null_quantile)
+    t_small = analysis.low_mode_size(truth_family, t_small, t_large, t_cut)  # a size with a low part, if any
     t_values = analysis.mcs_values(truth_family, t_small, t_large)
     truth = analysis.ground_truth(truth_family, t_small, t_large, t_cut, true_cos_threshold=true_cos_threshold,
                                   values=t_values, n_heldout=n_heldout)
@@ -226,8 +227,9 @@ else:
         verdict = (f"Every feature of the {t_small}-feature dictionary lies on one side of the null cutoff, so high- "
                    "and low-MCS features cannot be compared here. ")
     else:
-        verdict = (f"High-MCS features are {'more' if high_t > low_t else 'not more'} often true features than "
-                   f"low-MCS ones ({high_t:.1%} against {low_t:.1%}). ")
+        verdict = (f"For the {t_small}-feature dictionary against {t_large}, high-MCS features are "
+                   f"{'more' if high_t > low_t else 'not more'} often true features than low-MCS ones ({high_t:.1%} "
+                   f"of {truth.n_high} against {low_t:.1%} of {truth.n_low}). ")
     verdict += (f"Among high-MCS features {share_text(truth.high_dead, 'high')} never fire on held-out data; "
                 f"among low-MCS features {share_text(truth.low_dead, 'low')}.")
 glue("truth_verdict", verdict, display=False)

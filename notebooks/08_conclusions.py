@@ -87,13 +87,14 @@ truth = None
 if truth_family is not None:
     t_small, t_large = analysis.compared_pair(truth_family, small_size, large_size)
     t_cut = stats.null_cutoff(truth_family.d_in, t_large, null_quantile)
+    t_small = analysis.low_mode_size(truth_family, t_small, t_large, t_cut)  # a size with a low part, if any
     truth = analysis.ground_truth(truth_family, t_small, t_large, t_cut,
                                   values=analysis.mcs_values(truth_family, t_small, t_large))
 if truth is not None and truth.high_matching_true is not None and truth.low_matching_true is not None:
     truth_sentence = (
         f"On the synthetic source, {truth.high_matching_true:.1%} of the high-MCS features of the {t_small}-feature "
-        f"dictionary lie within cosine {truth.true_cos_threshold} of a true feature, against "
-        f"{truth.low_matching_true:.1%} of the low-MCS ones."
+        f"dictionary (against {t_large}) lie within cosine {truth.true_cos_threshold} of a true feature, against "
+        f"{truth.low_matching_true:.1%} of the {truth.n_low} low-MCS ones."
     )
 elif truth is not None:
     truth_sentence = f"On the synthetic source, every feature of the {t_small}-feature dictionary is on one side of the cutoff."
