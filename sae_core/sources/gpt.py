@@ -10,13 +10,24 @@ Training: AdamW on random windows of the token stream; window positions of step 
 come from a generator seeded by ``(seed, s)``, so a resumed run repeats the batches
 it would have seen. Checkpoints and the final model are safetensors + JSON.
 
-Speed (``GPTTrainConfig.fused``, on by default): with a 4096-token vocabulary and a
-residual of 32, two thirds of an eager step went to the ``[tokens, vocab]`` logits of
-the LM head: their log-softmax, its backward and the zero-filled gradient of
-``nll_loss``, each a pass over 8192 × 4096 floats (128 MiB) per step. The fused path
-computes the same loss and gradients in row chunks that stay in cache
-(:class:`LinearCrossEntropy`) and steps a fused AdamW. ``fused=False`` is the
-reference: the Hugging Face forward's ``.loss`` and the for-loop AdamW.
+Speed (``GPTTrainConfig.fused``, on by default; ``python -m benchmarks gpt`` measures it).
+The reference path (``fused=False``) is the Hugging Face forward's ``.loss`` with the
+for-loop AdamW. With a 4096-token vocabulary and a residual of 32, about two thirds of its
+step went to the ``[tokens, vocab]`` logits of the LM head: their log-softmax, its backward
+and the zero-filled gradient of ``nll_loss``, passes over 8192 × 4096 floats (128 MiB) each.
+The fused path computes the same loss and gradients
+
+- in row chunks whose logits stay in cache (:class:`LinearCrossEntropy`),
+- on groups of the batch's rows side by side, one per CPU thread, each with single-threaded
+  operations (:func:`fused_loss_and_grads`): every operation here is short, and splitting
+  each over two OpenMP threads made the step wait at a barrier per operation,
+- with torch's fused AdamW kernel.
+
+Same model, batches and formulas; float32 sums are taken in another order, so losses agree
+with the reference to rounding (``tests/sources/test_gpt.py`` states the tolerance). Tried
+and left out: ``torch.compile`` of the transformer body (no faster on the 2-core CPU: the
+time is in matmuls and the flash-attention kernel, which it does not change) and HF's eager
+attention (slower than ``sdpa``, transformers 5's default, which is used).
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ import json
 import math
 import os
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,7 +77,7 @@ class GPTTrainConfig:
     seed: int = 0
     device: str = "auto"
     progress: bool = True
-    fused: bool = True  # chunked LM-head cross-entropy + fused AdamW; False: HF ``.loss`` (the reference path)
+    fused: bool = True  # chunked head cross-entropy, row groups per thread, fused AdamW; False: HF .loss
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int):
@@ -86,37 +98,46 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):
 def build_model(cfg: GPTConfig, vocab_size: int, seed: int = 0):
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    # sdpa (transformers 5's default, stated so it stays): torch's fused causal attention, on CPU its
+    # flash kernel; HF's "eager" attention writes the [B, H, T, T] scores and is several times slower
     hf_cfg = GPT2Config(vocab_size=vocab_size, n_positions=cfg.context, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
                         n_head=cfg.n_head, n_inner=cfg.n_inner, activation_function="gelu",
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, attn_implementation="sdpa")
     torch.manual_seed(seed)
     return GPT2LMHeadModel(hf_cfg)
 
 
-def _chunk_rows(vocab: int) -> int:
-    """Rows per chunk of :class:`LinearCrossEntropy`: 2 MiB of float32 logits, so a chunk's
-    logits stay in the L2 cache across the passes over them (measured best of 64-1024 rows at
-    vocabulary 4096 on the 2-core CPU)."""
-    return max(1, 2**19 // vocab)
+def _chunk_rows(vocab: int, device: torch.device) -> int:
+    """Rows per chunk of :class:`LinearCrossEntropy`. On the CPU 2**19 logits (2 MiB of float32,
+    128 rows at vocabulary 4096), so a chunk's logits stay in one core's L2 cache across the
+    passes over them (64 to 1024 rows measured on the 2-core CPU: 128 fastest, 64 and 256
+    within a few per cent). Elsewhere 2**24, to keep the number of kernel launches small."""
+    return max(1, (2**19 if device.type == "cpu" else 2**24) // vocab)
 
 
 class LinearCrossEntropy(torch.autograd.Function):
     r"""Mean cross-entropy of a bias-free linear head, with its gradients, in row chunks.
 
     For hidden rows :math:`h_i \in \mathbb{R}^d` (:math:`i < N`), head :math:`W \in
-    \mathbb{R}^{V \times d}` and targets :math:`y_i`, with logits :math:`z_i = W h_i`:
+    \mathbb{R}^{V \times d}` and targets :math:`y_i`, with logits :math:`z_i = W h_i` and
+    :math:`p_i = \operatorname{softmax}(z_i)`:
 
     .. math::
-        L = \frac1N \sum_i \Big(\log \sum_v e^{z_{iv}} - z_{i y_i}\Big), \qquad
-        G_i = \frac{\partial L}{\partial z_i} = \frac{\operatorname{softmax}(z_i) - e_{y_i}}{N},
+        L = \frac1N \sum_i -\log p_{i y_i}, \qquad
+        \frac{\partial L}{\partial h_i} = \frac1N W^\top (p_i - e_{y_i}), \qquad
+        \frac{\partial L}{\partial W} = \frac1N \sum_i (p_i - e_{y_i})\, h_i^\top.
 
-    :math:`\partial L / \partial h_i = W^\top G_i` and :math:`\partial L / \partial W = \sum_i G_i h_i^\top`.
     This is ``F.cross_entropy(h @ W.T, y)`` and its backward, but the logits of only ``chunk``
     rows exist at a time and the gradients are accumulated in the forward pass, so the
     ``[N, V]`` logits, their softmax and their gradient are never written to memory: the
     fused linear cross-entropy of Liger Kernel (Hsu et al. 2024, arXiv:2410.10989) and
     "Cut Your Losses" (Wijmans et al. 2024, arXiv:2411.09009), here in plain PyTorch ops.
-    ``log_softmax`` subtracts the row maximum first, so no exponential overflows.
+
+    One softmax per chunk serves both the loss and the gradient. ``softmax`` subtracts the
+    row maximum, so nothing overflows, and :math:`-\log p_{iy}` is as accurate as
+    :math:`\operatorname{logsumexp}(z_i) - z_{iy}` while :math:`p_{iy}` is a normal float;
+    a target below the smallest normal (a loss above 87 nats in float32) has its loss
+    recomputed as ``logsumexp - z``, so no precision is lost there either.
     """
 
     @staticmethod
@@ -125,24 +146,32 @@ class LinearCrossEntropy(torch.autograd.Function):
         need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         grad_h = torch.empty_like(hidden) if need_grad else None
         grad_w = torch.zeros_like(weight) if need_grad else None
-        acc = torch.promote_types(hidden.dtype, torch.float32)  # at least float32 for the sum over rows
-        total = hidden.new_zeros((), dtype=acc)
+        targets = targets[:, None]
+        p_y = hidden.new_empty((n, 1))  # the targets' probabilities; the loss is taken from them after the loop
+        minus_one = hidden.new_full((min(chunk, n), 1), -1.0)
         for i in range(0, n, chunk):
-            h, y = hidden[i : i + chunk], targets[i : i + chunk, None]
-            logp = torch.log_softmax(h @ weight.t(), dim=1)  # [chunk, V]
-            total -= logp.gather(1, y).sum(dtype=acc)
+            h, y = hidden[i : i + chunk], targets[i : i + chunk]
+            p = torch.softmax(h @ weight.t(), dim=1)  # [chunk, V]; the logits are freed here
+            torch.gather(p, 1, y, out=p_y[i : i + chunk])
             if need_grad:
-                grad_z = logp.exp_().scatter_add_(1, y, logp.new_full(y.shape, -1.0))  # softmax - one-hot
+                grad_z = p.scatter_add_(1, y, minus_one[: len(y)])  # p - one-hot: N times dL/dz
                 torch.mm(grad_z, weight, out=grad_h[i : i + chunk])
                 grad_w.addmm_(grad_z.t(), h)
+        nll = -p_y.log()
+        low = (p_y < torch.finfo(p_y.dtype).tiny).squeeze(1)
+        if low.any():  # -log of a subnormal probability would lose digits: logsumexp(z) - z_y instead
+            z = hidden[low] @ weight.t()
+            nll[low] = torch.logsumexp(z, 1, keepdim=True) - z.gather(1, targets[low])
         if need_grad:
-            ctx.save_for_backward(grad_h.div_(n), grad_w.div_(n))
-        return total / n
+            ctx.save_for_backward(grad_h, grad_w)
+            ctx.n = n
+        return nll.sum(dtype=torch.promote_types(nll.dtype, torch.float32)) / n  # at least float32 for the sum
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         grad_h, grad_w = ctx.saved_tensors
-        return grad_h * grad_out, grad_w * grad_out, None, None
+        scale = grad_out / ctx.n  # the 1/N of the mean, applied once to the [N, d] and [V, d] sums
+        return grad_h * scale, grad_w * scale, None, None
 
 
 def next_token_loss(model, ids: torch.Tensor, fused: bool = True) -> torch.Tensor:
@@ -156,10 +185,79 @@ def next_token_loss(model, ids: torch.Tensor, fused: bool = True) -> torch.Tenso
         return model(ids, labels=ids.clone()).loss
     if getattr(model.lm_head, "bias", None) is not None:
         raise ValueError("the fused loss assumes a bias-free LM head, as GPT-2's")
-    hidden = model.transformer(ids).last_hidden_state[:, :-1]
+    # use_cache=False: HF otherwise builds a key/value cache it never reads again (a copy of K and V per layer)
+    hidden = model.transformer(ids, use_cache=False).last_hidden_state[:, :-1]
     hidden = hidden.reshape(-1, hidden.shape[-1])
     weight = model.lm_head.weight
-    return LinearCrossEntropy.apply(hidden, weight, ids[:, 1:].reshape(-1), _chunk_rows(weight.shape[0]))
+    return LinearCrossEntropy.apply(hidden, weight, ids[:, 1:].reshape(-1), _chunk_rows(weight.shape[0], ids.device))
+
+
+# Each group also runs Python (HF forward, chunk loop: a few ms), one thread at a time under the GIL;
+# with many cores, many small groups would queue there. 4 is a cap for such machines, not measured.
+_MAX_GROUPS = 4
+_pools: dict[int, ThreadPoolExecutor] = {}  # by worker count; threads live as long as the process
+
+
+def _thread_pool(workers: int) -> ThreadPoolExecutor:
+    if workers not in _pools:
+        _pools[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpt-group")
+    return _pools[workers]
+
+
+def fused_loss_and_grads(model, ids: torch.Tensor, params: list[torch.Tensor] | None = None
+                         ) -> tuple[torch.Tensor, list[torch.Tensor | None] | None]:
+    r"""Fused next-token loss of the batch ``ids`` and, if ``params`` is given, its gradients
+    with respect to them, the rows of the batch split into groups computed side by side on
+    the CPU threads.
+
+    With groups :math:`g` of :math:`N_g` predicted tokens each (:math:`N = \sum_g N_g`) and
+    :math:`L_g` the mean loss of group :math:`g` (:func:`next_token_loss`, fused):
+
+    .. math::
+        L = \sum_g \frac{N_g}{N} L_g, \qquad
+        \nabla_\theta L = \sum_g \nabla_\theta \Big(\frac{N_g}{N} L_g\Big),
+
+    the batch mean and its gradient, summed in group order, so the result does not depend on
+    which thread finishes first. Why groups: at this model's size (residual 32, 8192 tokens
+    per step) every operation is short, so splitting each one over two OpenMP threads costs a
+    barrier per operation, and on a shared CPU a barrier waits for whichever thread the
+    kernel has preempted (measured: the fused step slower than the reference under load). One
+    group per thread, each running single-threaded operations (``torch.set_num_threads``,
+    restored afterwards), meets only once per step. On CUDA, or with one thread, one group.
+    """
+    threads = torch.get_num_threads()
+    n_groups = 1 if ids.device.type != "cpu" else max(1, min(threads, ids.shape[0], _MAX_GROUPS))
+    n_total = ids.shape[0] * (ids.shape[1] - 1)
+    want_grads = params is not None
+
+    def run(group: torch.Tensor, group_threads: int | None):
+        if group_threads is not None:
+            torch.set_num_threads(group_threads)  # this thread's OpenMP and MKL team size
+        with torch.set_grad_enabled(want_grads):  # grad mode is per thread: set it in the worker too
+            loss = next_token_loss(model, group, fused=True) * (group.shape[0] * (group.shape[1] - 1) / n_total)
+            grads = torch.autograd.grad(loss, params, allow_unused=True) if want_grads else None
+        return loss.detach(), grads
+
+    if n_groups == 1:
+        results = [run(ids, None)]
+    else:
+        groups = ids.tensor_split(n_groups)
+        per_group = max(1, threads // n_groups)
+        futures = [_thread_pool(n_groups - 1).submit(run, g, per_group) for g in groups[1:]]
+        try:
+            results = [run(groups[0], per_group), *(f.result() for f in futures)]
+        finally:
+            wait(futures)
+            torch.set_num_threads(threads)
+    loss = results[0][0]
+    for other, _ in results[1:]:
+        loss = loss + other
+    if not want_grads:
+        return loss, None
+    grads = list(results[0][1])
+    for _, more in results[1:]:
+        grads = [a if b is None else b if a is None else a + b for a, b in zip(grads, more, strict=True)]
+    return loss, grads
 
 
 def encode_corpus(tokenizer, texts: Iterable[str]) -> np.ndarray:
@@ -185,7 +283,9 @@ def evaluate(model, stream: np.ndarray, cfg: GPTConfig, tcfg: GPTTrainConfig, de
     losses = []
     for _ in range(tcfg.eval_batches):
         w = _windows(stream, tcfg.batch_size, cfg.context, gen).to(device)
-        losses.append(float(next_token_loss(model, w[:, :-1], tcfg.fused)))
+        ids = w[:, :-1]
+        loss = fused_loss_and_grads(model, ids)[0] if tcfg.fused else next_token_loss(model, ids, fused=False)
+        losses.append(float(loss))
     model.train()
     return float(np.mean(losses))
 
@@ -207,12 +307,20 @@ def make_optimizer(model, tcfg: GPTTrainConfig) -> torch.optim.AdamW:
 def train_step(model, opt: torch.optim.Optimizer, window: torch.Tensor, lr: float, fused: bool = True) -> torch.Tensor:
     """One optimizer step at learning rate ``lr`` on ``window`` ``[B, context + 1]`` (its first
     ``context`` tokens are the input, as always here): next-token loss, gradient clipped to
-    norm 1, AdamW. Returns the loss before the step, detached."""
+    norm 1, AdamW. ``fused``: :func:`fused_loss_and_grads`; else the HF loss and
+    ``backward``. Returns the loss before the step, detached."""
     for group in opt.param_groups:
         group["lr"] = lr
-    loss = next_token_loss(model, window[:, :-1], fused)
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    ids = window[:, :-1]
+    if fused:
+        params = [p for group in opt.param_groups for p in group["params"]]
+        loss, grads = fused_loss_and_grads(model, ids, params)
+        for param, grad in zip(params, grads, strict=True):
+            param.grad = grad
+    else:
+        loss = next_token_loss(model, ids, fused=False)
+        loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
     return loss.detach()

@@ -1,5 +1,7 @@
 """The language-model path, offline: tiny random models and a tokenizer trained on generated text."""
 
+import gzip
+import hashlib
 import random
 
 import numpy as np
@@ -8,7 +10,14 @@ import torch
 
 from sae_core.sources import nnsight_sites as lm_sites
 from sae_core.sources.gpt import GPTConfig, GPTTrainConfig, build_model, load_gpt, train_gpt, train_tokenizer
-from sae_core.sources.lm_source import extract_activations, iter_documents, lm_source, token_batches
+from sae_core.sources.lm_source import (
+    VENDORED_CORPUS,
+    _local_texts,
+    extract_activations,
+    iter_documents,
+    lm_source,
+    token_batches,
+)
 from sae_core.sources.store import ActivationStore, StoreSource, StoreWriter
 
 WORDS = "the a cat dog sat ran on under mat tree big small red blue quickly slowly and then".split()
@@ -176,12 +185,14 @@ def test_replication_gpt_loss_falls(tmp_path):
     assert site.module_path == "transformer.h.2.mlp.c_proj" and site.read == "input"
 
 
-def test_replication_gpt_resumes_to_the_same_weights(tmp_path, monkeypatch):
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "reference"])
+def test_replication_gpt_resumes_to_the_same_weights(tmp_path, monkeypatch, fused):
     import sae_core.sources.gpt as gpt_mod
 
     docs = generated_text(200, seed=5)
     cfg = GPTConfig(context=16, vocab_size=120)
-    tcfg = GPTTrainConfig(steps=20, batch_size=8, eval_every=10, warmup=2, checkpoint_every=10, progress=False)
+    tcfg = GPTTrainConfig(steps=20, batch_size=8, eval_every=10, warmup=2, checkpoint_every=10, progress=False,
+                          fused=fused)
     reference = train_gpt(docs, tmp_path / "a", cfg, tcfg)
 
     real_evaluate = gpt_mod.evaluate
@@ -211,6 +222,42 @@ def test_corpus_errors_name_what_is_missing(tmp_path):
         list(iter_documents(str(tmp_path / "missing.txt")))
     (tmp_path / "c.txt").write_text("first line\n\n second line \n")
     assert list(iter_documents(str(tmp_path / "c.txt"))) == ["first line", "second line"]
+
+
+def test_gzip_corpus_reads_like_plain_text(tmp_path):
+    text = "first line\n\n second line \r\nthird, café\n" + "\n".join(generated_text(50, seed=8)) + "\n"
+    plain, packed = tmp_path / "plain", tmp_path / "packed"
+    plain.mkdir()
+    packed.mkdir()
+    (plain / "a.txt").write_bytes(text.encode())
+    (plain / "b.txt").write_bytes(b"last document\n")
+    (packed / "a.txt.gz").write_bytes(gzip.compress(text.encode(), mtime=0))
+    (packed / "b.txt").write_bytes(b"last document\n")  # folders may mix plain and compressed files
+    docs = list(iter_documents(str(plain)))
+    assert docs[:3] == ["first line", "second line", "third, café"] and docs[-1] == "last document"
+    assert list(iter_documents(str(packed))) == docs
+    assert list(iter_documents(str(packed / "a.txt.gz"))) == docs[:-1]
+    assert list(iter_documents(str(packed / "a.txt.gz"), limit=2)) == docs[:2]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"no \.txt or \.txt\.gz files"):
+        list(iter_documents(str(tmp_path / "empty")))
+
+
+def test_vendored_wikitext2_is_read_whole_and_trains_a_tokenizer():
+    """data/wikitext2.txt.gz (in the repository, see data/README.md) as the corpus."""
+    raw = gzip.decompress(VENDORED_CORPUS.read_bytes())
+    assert hashlib.sha256(raw).hexdigest() == "ee8e179331812a9025fac9f2602faeb12e773d051d55ee6e50ce15da3bc784c1"
+    text = raw.decode("utf-8")
+    assert len(raw) == 2_378_130 and len(text) == 2_375_210  # bytes, characters: a few non-ASCII ones
+    assert "".join(_local_texts(str(VENDORED_CORPUS))) == text  # nothing lost or added by the reader
+    docs = list(iter_documents(str(VENDORED_CORPUS)))
+    assert len(docs) == 5352 == sum(1 for line in text.splitlines() if line.strip())
+    assert docs[0] == "= Homarus gammarus =" and docs[1].startswith("Homarus gammarus , known as the European lobster")
+    tok = train_tokenizer(docs[:300], vocab_size=1024)
+    assert tok.decode(tok(docs[1])["input_ids"]) == docs[1]
+    held_out = docs[300:600]
+    n_tokens = sum(len(tok(d)["input_ids"]) for d in held_out)
+    assert n_tokens < 0.5 * sum(map(len, held_out))  # merges that carry over to unseen English (bytes: >= 1 per char)
 
 
 def test_lm_source_end_to_end_offline(tmp_path, monkeypatch):
