@@ -186,7 +186,8 @@ else:
     roots = sorted(range(tree.sizes[0]), key=lambda i: -descendants(i))[:3]
     examples = "\n\n".join("\n".join(splitting.describe_subtree(tree, r, depth=3)) for r in roots)
 print(examples)
-#
+
+# %% [markdown]
 # ## Against the true hierarchy
 #
 # On a synthetic source each latent can be named by the true feature its decoder row lies
