@@ -220,12 +220,17 @@ def language_model(lm_params: dict[str, Any]):
     """The model, site and tokenizer an ``lm`` source reads, ready to evaluate: ``(lm, site, tokenizer,
     cfg)`` with the model in eval mode (the replication GPT from its cache, a hub or local model
     otherwise)."""
+    from transformers.utils import logging as hf_logging
+
     from sae_core.io import cache_root
     from sae_core.sources import nnsight_sites
     from sae_core.sources.lm_source import REPLICATION_GPT, LMSourceConfig, replication_gpt
 
     cfg = LMSourceConfig(**lm_params)
     device = resolve_device(cfg.device)
+    # loading prints config notices on stderr the first time in a process; a chapter's output
+    # must not depend on whether an earlier cell already loaded the model
+    hf_logging.set_verbosity_error()
     if cfg.model == REPLICATION_GPT:
         model, tokenizer, _, _ = replication_gpt(cfg, cache_root(), progress=False)
         lm = nnsight_sites.wrap(model.to(device).eval(), tokenizer)

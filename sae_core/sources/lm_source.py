@@ -63,7 +63,8 @@ TEXT_SUFFIXES = (".txt", ".txt.gz")  # plain or gzip-compressed UTF-8 text, one 
 
 
 def _looks_like_path(corpus: str) -> bool:
-    return corpus.startswith((".", "/", "~")) or corpus.endswith((*TEXT_SUFFIXES, ".md")) or Path(corpus).exists()
+    return (corpus.startswith((".", "/", "~")) or corpus.endswith((*TEXT_SUFFIXES, ".md")) or Path(corpus).exists()
+            or (REPO_ROOT / corpus).exists())
 
 
 def iter_documents(corpus: str, text_field: str = "text", limit: int | None = None) -> Iterator[str]:
@@ -76,6 +77,8 @@ def iter_documents(corpus: str, text_field: str = "text", limit: int | None = No
 
 def _local_texts(corpus: str) -> Iterator[str]:
     path = Path(corpus).expanduser()
+    if not path.exists() and not path.is_absolute() and (REPO_ROOT / path).exists():
+        path = REPO_ROOT / path  # a repository-relative path (data/...) works from any working directory
     if not path.exists():
         raise FileNotFoundError(f"corpus file or folder {path} does not exist")
     files = sorted(f for suffix in TEXT_SUFFIXES for f in path.glob(f"**/*{suffix}")) if path.is_dir() else [path]

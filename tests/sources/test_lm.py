@@ -305,3 +305,11 @@ def test_hub_corpus_and_model_offline_name_the_missing_network():
     assert lines[0].startswith("ConnectionError") and "needs a network connection" in lines[0]
     assert "pass a local text file" in lines[0]
     assert lines[1].startswith("OSError") and "pythia-70m-deduped" in lines[1] and "local path" in lines[1]
+
+
+def test_repository_relative_corpus_reads_from_any_directory(tmp_path, monkeypatch):
+    """``data/wikitext2.txt.gz`` names the vendored corpus wherever the process runs (nbval runs
+    the executed chapters from their own folder)."""
+    monkeypatch.chdir(tmp_path)
+    first = next(iter_documents("data/wikitext2.txt.gz"))
+    assert first == "= Homarus gammarus ="
