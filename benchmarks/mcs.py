@@ -10,32 +10,12 @@ from benchmarks.common import RSSSampler, _sync, matmul_flops
 from sae_core.similarity import _tile_sizes, gaussian_dictionary, max_cosine_similarity
 
 
-def _matmul_into_buffer_flops(shapes: list[tuple[int, int, int]], device: torch.device, repeats: int = 2) -> float:
-    """Like ``matmul_flops`` but writing every product into one preallocated buffer.
-
-    A fresh CPU output of hundreds of MiB is page-faulted in on every call; this is the
-    matmul without that cost, a stricter reference than ``matmul_flops``.
-    """
-    operands = [(torch.randn(n, k, device=device), torch.randn(k, m, device=device)) for n, k, m in shapes]
-    out = torch.empty(max(n * m for n, _, m in shapes), device=device)
-    flops = sum(2 * n * k * m for n, k, m in shapes)
-    best = float("inf")
-    for _ in range(repeats + 1):  # the first pass warms up
-        _sync(device)
-        start = time.perf_counter()
-        for a, b in operands:
-            torch.matmul(a, b, out=out[: a.shape[0] * b.shape[1]].view(a.shape[0], b.shape[1]))
-        _sync(device)
-        best = min(best, time.perf_counter() - start)
-    return flops / best
-
-
 def _bench_shape(device: torch.device, n: int, m: int, d: int, budget: int) -> None:
     a, b = gaussian_dictionary(n, d, seed=0), gaussian_dictionary(m, d, seed=1)
     row, col = _tile_sizes(n, m, 4, budget)
     tiles = [(min(row, n - i), d, col) for i in range(0, n, row)]
     reference = matmul_flops(tiles, device, repeats=2)
-    strict = _matmul_into_buffer_flops(tiles, device)
+    strict = matmul_flops(tiles, device, repeats=2, reuse_output=True)
     max_cosine_similarity(a[:row], b, memory_budget_bytes=budget, device=device)  # warm-up
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()

@@ -28,7 +28,7 @@ import torch
 
 from sae_core import nulls, stats
 from sae_core.report import analysis
-from sae_core.report.pipeline import Family, ensure_family
+from sae_core.report.pipeline import Family, ensure_family, merge_overrides
 from sae_core.similarity import max_cosine_similarity
 
 NEVER_MOVED_COS = 0.99  # cosine with the initial decoder row above which a latent "never moved"
@@ -125,17 +125,6 @@ class AblationRow:
     alive_low_test_mid: stats.TruncatedNullTest | None
 
 
-def _merge(params: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """``overrides`` over family ``params``; nested source settings (``synthetic``, ``lm``) merge."""
-    out = dict(params)
-    for key, value in overrides.items():
-        if key in ("synthetic", "lm") and isinstance(value, Mapping):
-            out[key] = {**(out.get(key) or {}), **value}
-        else:
-            out[key] = value
-    return out
-
-
 def ablation_name(overrides: Mapping[str, Any]) -> str:
     if not overrides:
         return "baseline"
@@ -156,7 +145,7 @@ def ablation_family(base: Family, overrides: Mapping[str, Any], sizes: Sequence[
         # every dictionary of a family trains on its own (same batches, seed from its size),
         # so the baseline at a subset of sizes is that subset of the family
         return base.subset(sizes)
-    params = family_params(_merge({**base.params, "sizes": list(sizes)}, overrides))
+    params = family_params(merge_overrides({**base.params, "sizes": list(sizes)}, overrides))
     return base if params == base.params else ensure_family(params, progress=progress)
 
 

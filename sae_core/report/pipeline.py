@@ -213,14 +213,19 @@ def companion_family(family: Family, overrides: Mapping[str, Any] | None, progre
         return family
     if not overrides:
         return None
-    params = dict(family.params)
+    # family_params keeps only the chosen source's settings, so the other source's block is dropped
+    return ensure_family(family_params(merge_overrides(family.params, overrides)), progress=progress)
+
+
+def merge_overrides(params: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``overrides`` over family ``params``; nested source settings (``synthetic``, ``lm``) merge key by key."""
+    out = dict(params)
     for key, value in overrides.items():
         if key in ("synthetic", "lm") and isinstance(value, Mapping):
-            params[key] = {**(params.get(key) or {}), **value}
+            out[key] = {**(out.get(key) or {}), **value}
         else:
-            params[key] = value
-    params.pop("lm" if params["source"] == "synthetic" else "synthetic", None)
-    return ensure_family(family_params(params), progress=progress)
+            out[key] = value
+    return out
 
 
 class NoActivations(ValueError):

@@ -50,14 +50,28 @@ def _scaled_null(ax, d: int, against: int, values: np.ndarray, cutoff: float | N
     ax.plot(x, pdf, color="C3", lw=1.5, label=label)
 
 
+def _panels(n: int) -> tuple[plt.Figure, np.ndarray]:
+    """A grid of ``n`` panels, three to a row."""
+    cols = min(n, 3)
+    rows = int(np.ceil(n / cols))
+    return plt.subplots(rows, cols, figsize=(4.4 * cols, 3.2 * rows), squeeze=False)
+
+
+def _finish_panels(fig: plt.Figure, axes: np.ndarray, n: int, legend_size: int) -> plt.Figure:
+    """Blank the unused panels, put the legend on the first, tighten."""
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=legend_size)
+    fig.tight_layout()
+    return fig
+
+
 def mcs_histograms(values: Mapping[int | str, np.ndarray], against: int, d: int,
                    cutoff: float | None = None) -> plt.Figure:
     """One panel per entry (a smaller size, or a layer): its MCS against ``against``, with the analytic
     null; with ``cutoff``, the null truncated below it and scaled to the share of features there."""
     n = len(values)
-    cols = min(n, 3)
-    rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = _panels(n)
     for ax, (size, v) in zip(axes.flat, values.items(), strict=False):
         ax.hist(v, bins=BINS, density=True, color="C0", alpha=0.8, label="learned")
         _scaled_null(ax, d, against, v, cutoff, f"null K={d}, M={against}")
@@ -66,11 +80,7 @@ def mcs_histograms(values: Mapping[int | str, np.ndarray], against: int, d: int,
         ax.set_title(f"{size} vs {against} ({len(v)} features)" if isinstance(size, int)
                      else f"{size} ({len(v)} features vs {against})")
         ax.set_xlabel("max cosine similarity")
-    for ax in axes.flat[n:]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _finish_panels(fig, axes, n, legend_size=8)
 
 
 def dead_alive_histograms(parts: Sequence, d: int) -> plt.Figure:
@@ -78,9 +88,7 @@ def dead_alive_histograms(parts: Sequence, d: int) -> plt.Figure:
     never moved from its initial decoder row, counts scaled to densities of the whole dictionary,
     with the truncated null scaled to the share of features below the cutoff."""
     n = len(parts)
-    cols = min(n, 3)
-    rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = _panels(n)
     width = BINS[1] - BINS[0]
     for ax, a in zip(axes.flat, parts, strict=False):
         groups = [(~a.dead, "alive", "C0"), (a.dead & ~a.never_moved, "dead, moved", "C1"),
@@ -93,11 +101,7 @@ def dead_alive_histograms(parts: Sequence, d: int) -> plt.Figure:
         ax.axvline(a.cutoff, color="grey", lw=0.8, ls=":")
         ax.set_title(f"{a.size} vs {a.against}: {a.n_low} low" + (f", {a.n_low_dead} dead" if a.dead_known else ""))
         ax.set_xlabel("max cosine similarity")
-    for ax in axes.flat[n:]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return _finish_panels(fig, axes, n, legend_size=7)
 
 
 def overlaid_histograms(samples: Mapping[str, np.ndarray], title: str, cutoff: float | None = None,
