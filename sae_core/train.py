@@ -512,7 +512,9 @@ def train_family(
         bar.update(1)
         if log:
             bar.set_postfix(mse=f"{history[-1]['mse']:.2e}", l0=f"{history[-1]['l0']:.1f}")
-        if out is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
+        # the last step is always checkpointed: a longer run of the same settings starts from it
+        if out is not None and cfg.checkpoint_every and ((step + 1) % cfg.checkpoint_every == 0
+                                                         or step + 1 == cfg.n_steps):
             _save_checkpoint(out / CHECKPOINT_DIR, members, fused, step + 1, history)
         if on_step is not None:
             on_step(step + 1)

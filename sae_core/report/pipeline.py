@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import shutil
 import sys
 import time
 from collections.abc import Mapping
@@ -25,7 +26,7 @@ from sae_core import __version__
 from sae_core.io import cache_root
 from sae_core.sae import SparseAutoencoder, load_family
 from sae_core.sources.synthetic import SyntheticConfig, SyntheticSource
-from sae_core.train import FAMILY_FILE, TrainConfig, family_is_complete, load_latent_stats, train_family
+from sae_core.train import CHECKPOINT_DIR, FAMILY_FILE, TrainConfig, family_is_complete, load_latent_stats, train_family
 
 # Notebook parameters that decide the dictionaries. ``synthetic`` and ``lm`` are dicts
 # of overrides for the source's config (SyntheticConfig / LMSourceConfig).
@@ -195,6 +196,11 @@ def ensure_family(params: Mapping[str, Any], progress: bool = True) -> Family:
         path.mkdir(parents=True, exist_ok=True)
         (path / "params.json").write_text(json.dumps(params, indent=2, sort_keys=True))
         start = time.perf_counter()
+        prefix = _shorter_run(params)
+        if prefix is not None and not (path / CHECKPOINT_DIR / "meta.json").is_file():
+            shutil.copytree(prefix / CHECKPOINT_DIR, path / CHECKPOINT_DIR, dirs_exist_ok=True)
+            stage(f"family {key}: continuing from the {json.loads((prefix / 'params.json').read_text())['n_steps']}"
+                  f"-step run {prefix.name} of the same settings")
         stage(f"family {key}: training sizes {params['sizes']} for {params['n_steps']} steps on {params['source']}")
         train_family(source, train_config(params, progress), out_dir=path)
         stage(f"family {key}: trained in {time.perf_counter() - start:.0f} s")
@@ -203,6 +209,31 @@ def ensure_family(params: Mapping[str, Any], progress: bool = True) -> Family:
         raise RuntimeError(f"cache {path} holds sizes {sorted(saes)}, expected {params['sizes']}")
     history = json.loads((path / "history.json").read_text())
     return Family(params, key, path, saes, history, source)
+
+
+def _shorter_run(params: Mapping[str, Any]) -> Path | None:
+    """The cached family whose training is the first steps of the run ``params`` asks for: same
+    settings but fewer ``n_steps``, with its final checkpoint kept. With a constant learning rate
+    and the same batches, steps 1..n of a longer run are that run exactly, so a longer run (the
+    convergence check) continues from it. Not with resampling, whose schedule depends on n_steps."""
+    if params.get("resample_every"):
+        return None
+    wanted = json.loads(json.dumps(dict(params)))  # as params.json holds it (tuples become lists)
+    best: tuple[int, Path] | None = None
+    for candidate in (cache_root() / "families").glob("*/params.json"):
+        try:
+            other = json.loads(candidate.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        steps = other.get("n_steps", 0)
+        if not (0 < steps < params["n_steps"]) or {**other, "n_steps": params["n_steps"]} != wanted:
+            continue
+        folder = candidate.parent
+        meta = folder / CHECKPOINT_DIR / "meta.json"
+        if (family_is_complete(folder) and meta.is_file() and json.loads(meta.read_text()).get("step") == steps
+                and (best is None or steps > best[0])):
+            best = (steps, folder)
+    return None if best is None else best[1]
 
 
 def companion_family(family: Family, overrides: Mapping[str, Any] | None, progress: bool = True) -> Family | None:

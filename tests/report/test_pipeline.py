@@ -1,6 +1,7 @@
 """Family caching: keys follow every parameter that shapes the dictionaries, and nothing stale is reused."""
 
 import pytest
+import torch
 
 from sae_core.report import pipeline
 from sae_core.report.build import apply_overrides, load_profile
@@ -74,3 +75,26 @@ def test_compared_pair_falls_back_to_sizes_the_family_has(tmp_path, monkeypatch)
     assert compared_pair(family, 1024, 8192) == (16, 32)  # missing sizes: largest, and the largest below it
     assert compared_pair(family, 8, 16) == (8, 16)
     assert compared_pair(family, 32, 16) == (8, 16)  # a "small" size not below the reference is not used
+
+
+def test_a_longer_run_continues_the_shorter_one_exactly(tmp_path, monkeypatch, capsys):
+    from sae_core.train import train_family
+
+    monkeypatch.setenv("SAE_REPORT_CACHE", str(tmp_path))
+    short = pipeline.ensure_family(pipeline.family_params({**BASE, "n_steps": 6}), progress=False)
+    capsys.readouterr()
+    longer_params = pipeline.family_params({**BASE, "n_steps": 12})
+    longer = pipeline.ensure_family(longer_params, progress=False)
+    assert f"continuing from the 6-step run {short.path.name}" in capsys.readouterr().err
+    # the history keeps the shorter run's rows (its last step is logged), then goes on
+    assert [r["step"] for r in longer.history if r["d_sae"] == 16] == [6, 12]
+    scratch, _ = train_family(pipeline.build_source(longer_params), pipeline.train_config(longer_params, False))
+    for size in (16, 32):
+        assert torch.equal(longer.features(size), scratch[size].features)  # bit for bit: the same 12 steps
+    assert not torch.equal(longer.features(32), short.features(32))
+    # resampling's schedule depends on n_steps, so such runs never continue a shorter one
+    with_resampling = pipeline.family_params({**BASE, "n_steps": 12, "resample_every": 4})
+    pipeline.ensure_family(pipeline.family_params({**BASE, "n_steps": 6, "resample_every": 4}), progress=False)
+    capsys.readouterr()
+    pipeline.ensure_family(with_resampling, progress=False)
+    assert "continuing" not in capsys.readouterr().err
