@@ -42,11 +42,13 @@ n_mc = 1000  # Monte Carlo draws for the test of a low part against the truncate
 ablation_sizes = [256, 1024, 2048]  # sizes trained for each ablation and the second seed
 ablations = [{"init": "post"}, {"resample_every": 250}]  # each a family: these overrides over the settings above
 second_seed = 1  # seed of the second family (the seed ceiling)
-sweep = []  # more settings for the summary figure, e.g. [{"l1_coeff": 3e-4}, {"normalize_activations": True}]
+sweep = []  # settings of the L1 and scale sweep, on every source, e.g. [{"l1_coeff": 3e-4}, {"normalize_activations": True}]
+sweep_sizes = [256, 1024, 4096]  # sizes each sweep setting trains (with the reference); 256 and 4096: the post's numbers
 ground_truth = {}  # a source with true features beside a language model, e.g. {"source": "synthetic"}
 dead_window = 400  # dead at the end of training: no firing in this many last steps (the training record)
 
 # %%
+import numpy as np
 from IPython.display import display
 from myst_nb import glue
 
@@ -135,8 +137,9 @@ else:
         f"Only {lead.n_low_alive} low features are alive, too few to compare with chance."
     )
     stopped = (
+        "" if lead.last_fired_dead is None else
+        " In training, most of these dead latents never fired at all." if lead.last_fired_dead == 0 else
         f" In training, these dead latents last fired at step {lead.last_fired_dead:.0f} of {lead.n_steps} (median)."
-        if lead.last_fired_dead is not None else ""
     )
     lead_sentence = (
         f"The largest low mode to take apart is that of the {lead.size}-feature dictionary: {lead.n_low} features, "
@@ -205,40 +208,57 @@ else:
 # decoder drawn independently with Xavier-uniform, decoder rows normalised inside the forward
 # pass; `init="post"`) against this report's transposed initialisation, resampling of dead
 # latents, and, on a synthetic source, isotropic noise added to the activations (the post's
-# "noise" explanation).
+# "noise" explanation). A setting of one source's activations (noise) is trained on that
+# source only.
 
 # %% tags=["nbval-ignore-output"]
 ab_sizes = sorted(set(ablation_sizes) | {large})
 ab_small = small if small in ab_sizes else ab_sizes[0]
 ab_mid = mid_size if mid_size in ab_sizes else ab_sizes[-2]
 retrainable = family.params["source"] != "dictionaries"  # dictionaries read from disk cannot be retrained
-rows = low_mode.ablation_table(family, [*ablations, *sweep], ab_sizes, ab_small, ab_mid, large, null_q=null_quantile,
-                               n_heldout=n_heldout, n_mc=n_mc, seed=seed) if retrainable else []
+sources = [family] + ([truth_family] if truth_family is not None and truth_family is not family else [])
+two_sources = len(sources) > 1
+
+
+def label(fam, name: str) -> str:
+    return f"{low_mode.source_label(fam)}: {name}" if two_sources else name
+
+
+ablated = []  # (source family, its rows)
+for i, fam in enumerate(sources if retrainable else []):
+    mine = [a for a in ablations if low_mode.applies_to(a, fam.params["source"])
+            and (i == 0 or not low_mode.applies_to(a, family.params["source"]))]  # the companion: its own only
+    if i == 0 or mine:
+        f_large = large if large in fam.saes else fam.sizes[-1]
+        ablated.append((fam, low_mode.ablation_table(fam, mine, sorted(set(ablation_sizes) | {f_large}), ab_small,
+                                                     ab_mid, f_large, null_q=null_quantile, n_heldout=n_heldout,
+                                                     n_mc=n_mc, seed=seed)))
+rows = [r for _, fam_rows in ablated for r in fam_rows]
+row_label = {id(r): label(fam, r.name) for fam, fam_rows in ablated for r in fam_rows}
 
 # %%
 plots.table(
     ["setting", f"{ab_small}: low share (null cutoff)", f"{ab_small}: below 0.5", f"{ab_small}: bimodal",
      f"{ab_mid}: MCS ≥ 0.5", f"{ab_mid}: dead share of low", f"{ab_mid}: alive low", f"dead share of {large}"],
-    [[r.name, f"{r.low_share_small:.1%}", f"{r.low_share_small_post:.1%}", "yes" if r.bimodal_small else "no",
-      f"{r.high_share_mid_post:.1%}", pct(r.low_dead_share_mid), r.alive_low_mid, f"{r.dead_share[large]:.1%}"]
+    [[row_label[id(r)], f"{r.low_share_small:.1%}", f"{r.low_share_small_post:.1%}", "yes" if r.bimodal_small else "no",
+      f"{r.high_share_mid_post:.1%}", pct(r.low_dead_share_mid), r.alive_low_mid, f"{r.dead_share[r.large]:.1%}"]
      for r in rows],
 )
 
 # %%
 not_retrained = ("The ablations retrain the family with other settings, which dictionaries read from disk cannot do, "
                  "so this section does not apply to them.")
-base_row = rows[0] if rows else None
 post_like = [r for r in rows if r.bimodal_small and r.high_share_mid_post < 0.25]
 glue("ab_small", ab_small, display=False)
 glue("ab_mid", ab_mid, display=False)
 glue("reproduces", (
     "Settings that reproduce both the post's bimodality at "
     f"{ab_small} vs {large} and its fewer than 25% high-MCS features at {ab_mid}: "
-    + ", ".join(r.name for r in post_like) + "."
+    + ", ".join(row_label[id(r)] for r in post_like) + "."
     if post_like else
     f"No setting here reproduces both the post's bimodality at {ab_small} vs {large} and its fewer than 25% "
-    f"high-MCS features at {ab_mid}; the closest is {min(rows, key=lambda r: r.high_share_mid_post).name} with "
-    f"{min(r.high_share_mid_post for r in rows):.1%} high at {ab_mid}."
+    f"high-MCS features at {ab_mid}; the closest is {row_label[id(min(rows, key=lambda r: r.high_share_mid_post))]} "
+    f"with {min(r.high_share_mid_post for r in rows):.1%} high at {ab_mid}."
 ) if rows else not_retrained, display=False)
 no_dead = [r for r in rows if r.dead_share[ab_mid] < 0.01]
 if not rows:
@@ -247,20 +267,23 @@ elif not no_dead:
     survives = (f"In every setting at least 1% of the {ab_mid}-feature dictionary's latents are dead, so whether the "
                 "low mode survives without dead latents is not tested here.")
 else:
-    listed = "; ".join(f"{r.name}: {r.dead_share[ab_mid]:.1%} dead, {r.alive_low_mid} alive low features"
+    listed = "; ".join(f"{row_label[id(r)]}: {r.dead_share[ab_mid]:.1%} dead, {r.alive_low_mid} alive low features"
                        for r in no_dead)
     survives = (f"Settings in which fewer than 1% of the {ab_mid} latents are dead ({listed}) "
                 + ("still have a low part, so the low mode does not need dead latents."
                    if any(r.alive_low_mid >= low_mode.MIN_PART for r in no_dead) else
                    "have no low part left: without dead latents the low mode disappears."))
 glue("survives", survives, display=False)
-noise_rows = [r for r in rows if "noise_std" in r.name]
-glue("noise_sentence", (
-    "" if not rows else "Noise was not varied in this build." if not noise_rows else
-    " ".join(f"With {r.name}, the low share at {ab_small} vs {large} is {r.low_share_small:.1%} against "
-             f"{base_row.low_share_small:.1%} without noise, and {r.alive_low_mid} low features of {ab_mid} are "
-             f"alive (against {base_row.alive_low_mid})." for r in noise_rows)
-), display=False)
+noise_sentences = []
+for fam, fam_rows in ablated:
+    base_row = fam_rows[0]
+    noise_sentences += [
+        f"With {r.name} on the {low_mode.source_label(fam)} source, the low share at {ab_small} vs {r.large} is "
+        f"{r.low_share_small:.1%} against {base_row.low_share_small:.1%} without noise, and {r.alive_low_mid} low "
+        f"features of {ab_mid} are alive (against {base_row.alive_low_mid})."
+        for r in fam_rows if "noise_std" in r.name]
+glue("noise_sentence", "" if not rows else " ".join(noise_sentences) or "Noise was not varied in this build.",
+     display=False)
 
 # %% [markdown]
 # {glue:text}`reproduces` {glue:text}`survives` {glue:text}`noise_sentence`
@@ -328,18 +351,74 @@ glue("unfound_sentence", unfound, display=False)
 # The low mode is {glue:text}`verdict_dead`. {glue:text}`unfound_sentence`
 
 # %% [markdown]
+# ## Sparsity pressure and the activations' scale
+#
+# The L1 term $\alpha \lVert f\rVert_1$ acts against the activations' own scale: the same
+# $\alpha$ is a stronger pressure on activations of small norm. The sweep below trains each
+# source at several $\alpha$, with and without rescaling the activations by one constant so
+# that their mean squared norm is $d$ (the convention of SAELens and dictionary_learning), at
+# the sizes in `sweep_sizes` and the reference. {glue:text}`sweep_intro`
+
+# %% tags=["nbval-ignore-output"]
+swept = []  # (label, family, setting name)
+for fam in (sources if retrainable and sweep else []):
+    f_large = large if large in fam.saes else fam.sizes[-1]
+    sw_sizes = sorted({s for s in sweep_sizes if s < f_large} | {f_large})
+    for overrides in [{}, *sweep]:
+        if low_mode.applies_to(overrides, fam.params["source"]):
+            name = low_mode.ablation_name(overrides)
+            swept.append((label(fam, name), low_mode.ablation_family(fam, overrides, sw_sizes), name))
+
+# %%
+sweep_rows = [low_mode.sweep_row(f, name, null_q=null_quantile, window=dead_window) for _, f, name in swept]
+if sweep_rows:
+    sw_small = small if small in sweep_rows[0].low_share else min(sweep_rows[0].low_share)
+    display(plots.table(
+        ["source", "α", "normalised (scale)", "MCS ≥ 0.5 by size", f"{sw_small}: low share", "dead share by size",
+         "post's numbers"],
+        [[r.source, f"{r.l1_coeff:g}", f"yes ({r.activation_scale:.3g})" if r.normalized else "no",
+          ", ".join(f"{s}: {v:.0%}" for s, v in r.high_post.items()), f"{r.low_share[sw_small]:.1%}",
+          ", ".join(f"{s}: {v:.0%}" for s, v in r.dead_share.items()),
+          "–" if r.post_numbers is None else "yes" if r.post_numbers else "no"] for r in sweep_rows],
+    ))
+    norms = ", ".join(f"{low_mode.source_label(f)} {low_mode.raw_activation_norm(f):.3g}" for f in sources)
+    glue("sweep_intro", (
+        f"Here {len(sweep_rows)} families were trained. The raw activations' mean squared norm is {norms}; "
+        f"normalisation scales it to {family.d_in}. \"Post's numbers\" means more than 90% of the "
+        f"{low_mode.POST_FIRST} features and fewer than 25% of the {low_mode.POST_MID} have MCS ≥ 0.5 against the "
+        "reference, as in the post."
+    ), display=False)
+    glue("alpha_sentence", low_mode.alpha_sentence(sweep_rows, sw_small), display=False)
+else:
+    glue("sweep_intro", (
+        "This build does not sweep α or the activations' scale (the `sweep` parameter is empty"
+        + ("; dictionaries read from disk cannot be retrained" if not retrainable else "")
+        + "); the `sweep` profile does (`make book PROFILE=sweep`, timed in the README)."
+    ), display=False)
+    glue("alpha_sentence", "This build does not sweep the L1 coefficient; the `sweep` profile does.", display=False)
+
+# %% [markdown]
+# {glue:text}`alpha_sentence`
+
+# %% [markdown]
 # ## One figure for the answer
 #
 # If the low mode is made of dead latents, then across every setting this book trains, the
 # share of features below the null cutoff should equal the share of latents that are dead,
 # point for point, and the low features that are alive should be few. Each point below is one
-# dictionary size of one setting, against that setting's largest dictionary; "dead" is read
-# from the training record: no firing in the last {glue:text}`dead_window` steps.
+# dictionary size of one family (every source, ablation, seed and sweep setting of this
+# build), against that family's largest dictionary; "dead" is read from the training record:
+# no firing in the last {glue:text}`dead_window` steps.
 
 # %% tags=["nbval-ignore-output"]
-named = [(r.name, low_mode.ablation_family(family, r.overrides, ab_sizes)) for r in rows]
+named = []
+for fam, fam_rows in ablated:
+    f_ab_sizes = sorted(set(ablation_sizes) | {fam_rows[0].large})
+    named.append((label(fam, "baseline"), fam))
+    named += [(label(fam, r.name), low_mode.ablation_family(fam, r.overrides, f_ab_sizes)) for r in fam_rows[1:]]
 if other is not None:
-    named.append((f"seed={second_seed}", other))
+    named.append((label(family, f"seed={second_seed}"), other))
+named += [(lbl, f) for lbl, f, _ in swept]
 
 # %%
 points = low_mode.summary_points(named, null_q=null_quantile, window=dead_window)  # empty for dictionaries
@@ -350,6 +429,7 @@ plots.table(["setting", "size", "dead share", "low share", "alive and low"],
              for p in points])
 glue("dead_window", dead_window, display=False)
 glue("n_points", len(points), display=False)
+glue("n_families", len({p.family for p in points}), display=False)
 max_alive_low = max(points, key=lambda p: p.alive_low_share) if points else None
 if not points:
     fit_sentence = "There is no training record for dictionaries read from disk, so this figure is empty."
@@ -370,24 +450,34 @@ else:
         + "."
     )
 explained = max_alive_low is not None and max_alive_low.alive_low_share < 0.05
-fit_sentence += "" if max_alive_low is None else (
-    f" The largest share of alive low features is {max_alive_low.alive_low_share:.1%} ({max_alive_low.family}, "
-    f"size {max_alive_low.size})"
-    + (": dead latents account for the low mode in every setting here." if explained else
-       f": the low mode is not only dead latents; what is left over is alive low features, up to "
-       f"{max_alive_low.alive_low_share:.1%} of a dictionary.")
-)
+if max_alive_low is not None:
+    by_source = {}
+    for p in points:
+        by_source.setdefault(p.source, []).append(p)
+    per_source = "; ".join(
+        f"{src}: low share {np.mean([p.low_share for p in ps]):.1%} and dead share "
+        f"{np.mean([p.dead_share for p in ps]):.1%} on average over {len(ps)} points, at most "
+        f"{max(p.alive_low_share for p in ps):.1%} alive and low"
+        for src, ps in by_source.items())
+    fit_sentence += (
+        f" The largest share of alive low features is {max_alive_low.alive_low_share:.1%} ({max_alive_low.family}, "
+        f"size {max_alive_low.size})"
+        + (": dead latents account for the low mode in every setting here." if explained else
+           f": the low mode is not only dead latents; what is left over is alive low features, up to "
+           f"{max_alive_low.alive_low_share:.1%} of a dictionary.")
+        + (f" Per source ({per_source})." if len(by_source) > 1 else "")
+    )
 glue("fit_sentence", fit_sentence, display=False)
 
 # %% [markdown]
 # ```{glue:figure} fig_dead_vs_low
 # :name: fig-dead-vs-low
 #
-# Each of the {glue:text}`n_points` points is one dictionary size (labelled) of one setting,
-# against the largest size of that setting: the share of its latents dead at the end of
-# training (x) and the share of its features with MCS below the null cutoff (y). On the dashed
-# diagonal, every low feature would be a dead latent and every dead latent low.
+# Each of the {glue:text}`n_points` points is one dictionary size (labelled) of one of
+# {glue:text}`n_families` families, against the largest size of that family: the share of its
+# latents dead at the end of training (x) and the share of its features with MCS below the
+# null cutoff (y). Colours are settings, markers sources. On the dashed diagonal, every low
+# feature would be a dead latent and every dead latent low.
 # ```
 #
 # {glue:text}`fit_sentence`
-

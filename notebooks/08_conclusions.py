@@ -39,6 +39,7 @@ from myst_nb import glue
 
 from sae_core import stats
 from sae_core.report import analysis, pipeline
+from sae_core.sources.lm_source import gpt_report
 
 # %% tags=["nbval-ignore-output"]
 family = pipeline.ensure_family(pipeline.family_params(globals()))
@@ -101,6 +102,28 @@ elif truth is not None:
 else:
     truth_sentence = "A language-model source has no true features to check high-MCS features against."
 glue("truth_sentence", truth_sentence, display=False)
+samples = f"{family.params.get('n_steps', 0) * family.params.get('batch_size', 0):,}"
+if family.params["source"] == "lm" and gpt_report(family.params["lm"]) is not None:
+    gpt = gpt_report(family.params["lm"])
+    differs = (
+        f"The post's model was a 6-layer nanoGPT trained for about 9 hours on 4 RTX 3090s on OpenWebText with the GPT-2 "
+        f"tokenizer, to a loss of 5.13. This build's has the same shape but is trained here on "
+        f"{family.params['lm']['corpus']} ({gpt['corpus_tokens']:,} tokens under its own {gpt['config']['vocab_size']:,}"
+        f"-token tokenizer) for {gpt['train_config']['steps']:,} steps, to a validation loss of {gpt['val_loss']:.2f} "
+        f"(not comparable across tokenizers). Its dictionaries saw {samples} activations each "
+        f"({family.params['n_steps']:,} steps of {family.params['batch_size']}); the methods chapter checks the "
+        "findings against twice that. The `replication` profile trains on web text (it needs the network), and the "
+        "`pythia` profile reads Pythia-70m-deduped through nnsight (see the README for their cost)."
+    )
+else:
+    differs = (
+        "The post trained on activations of a 6-layer nanoGPT trained on web text; this build's source is stated in "
+        "the [introduction](01_introduction.ipynb)"
+        + (f", and its dictionaries saw {samples} activations each" if family.params["source"] != "dictionaries" else "")
+        + ". The default profile trains the post's model shape on real text, and the `pythia` profile reads "
+        "Pythia-70m-deduped through nnsight (see the README for their cost)."
+    )
+glue("differs", differs, display=False)
 
 # %% [markdown]
 # 1. **The MCS distribution is bimodal** — {glue:text}`bimodal`
@@ -121,9 +144,12 @@ glue("truth_sentence", truth_sentence, display=False)
 # {glue:text}`05_low_mode.ipynb::reproduces:s`
 # {glue:text}`05_low_mode.ipynb::companion_sentence:s`
 #
+# Across every family this build trains: {glue:text}`05_low_mode.ipynb::fit_sentence:s`
+#
+# ## Sparsity pressure and the activations' scale
+#
+# {glue:text}`05_low_mode.ipynb::alpha_sentence:s`
+#
 # ## What differs from the post
 #
-# The post trained on activations of a 6-layer nanoGPT trained on web text. The build's
-# source is stated in the [introduction](01_introduction.ipynb); the `replication` profile
-# runs the original model's shape on real text, and the `pythia` profile reads
-# Pythia-70m-deduped through nnsight (see the README for their cost).
+# {glue:text}`differs`

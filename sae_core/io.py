@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,3 +84,9 @@ def cache_root() -> Path:
     ``$SAE_REPORT_CACHE`` if set, else ``.cache`` in the repository. Sources and the report
     both read it, so it lives in the core, which imports neither."""
     return Path(os.environ.get("SAE_REPORT_CACHE", REPO_ROOT / ".cache"))
+
+
+def stage(message: str) -> None:
+    """One line per pipeline stage on stderr (``[pipeline] ...``): ``make book`` streams it from
+    the chapter's kernel, so a long build shows where it is and how long each stage took."""
+    print(f"[pipeline] {message}", file=sys.stderr, flush=True)

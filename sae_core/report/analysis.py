@@ -339,3 +339,85 @@ def reconstruction_table(family: Family, n_samples: int = 32768, chunk: int = 40
             rows.append({"size": size, "l0": active / n_samples, "fve": 1 - err / total,
                          "dead": float((heldout_fires(family, size, n_samples) == 0).mean())})
     return rows
+
+
+# ------------------------------------------------------------------ training length
+@dataclass
+class ConvergenceRow:
+    """The findings a chapter draws from one family, to compare the same settings at n and k·n steps."""
+
+    source: str
+    n_steps: int
+    against: int
+    high_share: dict[int, float]  # per smaller size: share at or above the null cutoff against ``against``
+    low_share_small: float  # the post's pair: share below the null cutoff
+    bimodal_small: bool
+    low_mode_small: float | None  # location of the low histogram mode (None: fewer than 10 low features)
+    high_post_mid: float  # share with MCS >= 0.5 at the mid size (the post: fewer than 25% at 4096)
+    dead_share: dict[int, float]  # per size: latents that fire on none of the held-out samples
+    low_dead_share_mid: float | None  # dead share of the mid size's low part (None: no low part)
+    fve_large: float  # fraction of variance explained by the largest dictionary on held-out samples
+
+
+def convergence_row(family: Family, label: str, small: int, mid: int, large: int, null_q: float = 0.99,
+                    n_heldout: int = 32768) -> ConvergenceRow:
+    """The chapters' findings for ``family`` (``small`` and ``mid`` against ``large``)."""
+    cut = stats.null_cutoff(family.d_in, large, null_q)
+    values = {s: mcs_values(family, s, large) for s in family.sizes if s < large}
+    dead = {s: heldout_fires(family, s, n_heldout) == 0 for s in family.sizes}
+    v_small, v_mid = values[small], values[mid]
+    low_mid = v_mid < cut
+    x = family.sample(n_heldout)
+    with torch.no_grad():  # in chunks: [n_heldout, large] codes at once would be gigabytes
+        err = sum(float((xb - family.saes[large](xb)).pow(2).sum()) for xb in x.split(4096))
+    return ConvergenceRow(
+        label, int(family.params["n_steps"]), large, {s: float((v >= cut).mean()) for s, v in values.items()},
+        float((v_small < cut).mean()), stats.bimodality(v_small).bimodal,
+        float(stats.histogram_modes(v_small[v_small < cut], split=1.0)[0]) if (v_small < cut).sum() >= 10 else None,
+        float((v_mid >= stats.POST_CUTOFF).mean()), {s: float(d.mean()) for s, d in dead.items()},
+        float(dead[mid][low_mid].mean()) if low_mid.any() else None,
+        1 - err / float((x - x.mean(0)).pow(2).sum()),
+    )
+
+
+def longer_run(family: Family, factor: int, progress: bool = True) -> Family:
+    """The same family trained ``factor`` times as many steps (continuing the cached run where it can)."""
+    from sae_core.report.pipeline import ensure_family, family_params, merge_overrides
+
+    if factor < 2:
+        raise ValueError(f"the convergence check needs a factor of at least 2, got {factor}")
+    return ensure_family(family_params(merge_overrides(family.params, {"n_steps": family.params["n_steps"] * factor})),
+                         progress=progress)
+
+
+@dataclass
+class ConvergenceFinding:
+    name: str
+    short: str
+    long: str
+    same: bool
+
+
+def convergence_findings(short: ConvergenceRow, long: ConvergenceRow) -> tuple[list[ConvergenceFinding], float, str]:
+    """The verdicts the chapters draw, at n and k·n steps, and the largest change of any share
+    (in absolute terms) with what it is."""
+    def yes(flag: bool) -> str:
+        return "yes" if flag else "no"
+
+    def mostly_dead(row: ConvergenceRow) -> str:
+        return "no low part" if row.low_dead_share_mid is None else yes(row.low_dead_share_mid >= 0.5)
+
+    verdicts = [
+        (f"bimodal MCS of the small dictionary against {short.against}", yes(short.bimodal_small),
+         yes(long.bimodal_small)),
+        ("the post's fewer than 25% features with MCS ≥ 0.5 at the mid size", yes(short.high_post_mid < 0.25),
+         yes(long.high_post_mid < 0.25)),
+        ("the mid size's low part mostly dead latents", mostly_dead(short), mostly_dead(long)),
+    ]
+    findings = [ConvergenceFinding(n, a, b, a == b) for n, a, b in verdicts]
+    changes = {f"high share at {s}": abs(long.high_share[s] - short.high_share[s]) for s in short.high_share}
+    changes |= {f"dead share at {s}": abs(long.dead_share[s] - short.dead_share[s]) for s in short.dead_share}
+    changes["low share of the small dictionary"] = abs(long.low_share_small - short.low_share_small)
+    changes["share with MCS ≥ 0.5 at the mid size"] = abs(long.high_post_mid - short.high_post_mid)
+    worst = max(changes, key=changes.get)
+    return findings, changes[worst], worst

@@ -30,6 +30,7 @@ from sae_core import nulls, stats
 from sae_core.report import analysis
 from sae_core.report.pipeline import Family, ensure_family, merge_overrides
 from sae_core.similarity import max_cosine_similarity
+from sae_core.train import TrainConfig
 
 NEVER_MOVED_COS = 0.99  # cosine with the initial decoder row above which a latent "never moved"
 MIN_PART = 10  # fewer features than this in a part: no distribution to compare with chance
@@ -135,6 +136,17 @@ def ablation_name(overrides: Mapping[str, Any]) -> str:
         else:
             parts.append(f"{key}={value}")
     return ", ".join(parts)
+
+
+def applies_to(overrides: Mapping[str, Any], source: str) -> bool:
+    """Whether a setting means anything for a source: a block of one source's settings
+    (``{"synthetic": {"noise_std": 0.05}}``) only for that source; training settings for all."""
+    blocks = {k for k in overrides if k in ("synthetic", "lm")}
+    return not blocks or source in blocks
+
+
+def source_label(family: Family) -> str:
+    return {"lm": "language model", "synthetic": "synthetic"}.get(family.params["source"], family.params["source"])
 
 
 def ablation_family(base: Family, overrides: Mapping[str, Any], sizes: Sequence[int], progress: bool = True) -> Family:
@@ -245,6 +257,7 @@ def null_mode(family: Family, against: int) -> float:
 @dataclass
 class SummaryPoint:
     family: str  # the setting's name
+    source: str  # source_label of the family's source
     size: int
     against: int
     dead_share: float  # share of the size's latents dead at the end of training (training record)
@@ -275,15 +288,20 @@ def trained_dead(family: Family, size: int, window: int) -> np.ndarray:
 
 def summary_points(named: Sequence[tuple[str, Family]], null_q: float = 0.99, window: int = 400
                    ) -> list[SummaryPoint]:
-    """One point per (family, size) below the family's largest size."""
-    points = []
+    """One point per (family, size) below the family's largest size. A family listed twice (the
+    same dictionaries under two names, e.g. a baseline and a subset of it) gives each point once,
+    under its first name."""
+    points, seen = [], set()
     for name, fam in named:
         large = fam.sizes[-1]
         cut = split_cutoff(fam, large, null_q)
         for size in fam.sizes[:-1]:
+            if (fam.key, size, large) in seen:
+                continue
+            seen.add((fam.key, size, large))
             dead = trained_dead(fam, size, window)
             low = mcs(fam, size, large) < cut
-            points.append(SummaryPoint(name, size, large, float(dead.mean()), float(low.mean()),
+            points.append(SummaryPoint(name, source_label(fam), size, large, float(dead.mean()), float(low.mean()),
                                        float((low & ~dead).mean())))
     return points
 
@@ -304,3 +322,90 @@ def fit_points(points: Sequence[SummaryPoint]) -> SummaryFit | None:
                       float(res.intercept), (res.intercept - t * res.intercept_stderr,
                                              res.intercept + t * res.intercept_stderr),
                       float(res.rvalue), (float(np.tanh(z - half)), float(np.tanh(z + half))), len(points))
+
+
+# ------------------------------------------------------------------ sparsity pressure and scale
+@dataclass
+class SweepRow:
+    """One setting of the sweep over the L1 coefficient and activation normalisation, on one source."""
+
+    source: str
+    name: str
+    l1_coeff: float
+    normalized: bool
+    activation_scale: float  # the constant the activations were multiplied by (1 without normalisation)
+    against: int
+    high_post: dict[int, float]  # per smaller size: share with MCS >= 0.5 against `against` (the post's split)
+    low_share: dict[int, float]  # per smaller size: share below the null cutoff
+    dead_share: dict[int, float]  # per size: dead at the end of training (training record)
+    post_numbers: bool | None  # > 90% high at 256 and < 25% at 4096; None when the sizes lack 256 or 4096
+
+
+POST_FIRST, POST_MID = 256, 4096  # the post: more than 90% of 256's features high, fewer than 25% of 4096's
+
+
+def sweep_row(family: Family, name: str, null_q: float = 0.99, window: int = 400) -> SweepRow:
+    large = family.sizes[-1]
+    cut = split_cutoff(family, large, null_q)
+    values = {s: mcs(family, s, large) for s in family.sizes if s < large}
+    high = {s: float((v >= stats.POST_CUTOFF).mean()) for s, v in values.items()}
+    post = (high[POST_FIRST] > 0.9 and high[POST_MID] < 0.25) if {POST_FIRST, POST_MID} <= set(high) else None
+    defaults = TrainConfig()
+    return SweepRow(
+        source_label(family), name, float(family.params.get("l1_coeff", defaults.l1_coeff)),
+        bool(family.params.get("normalize_activations", False)), family.activation_scale, large, high,
+        {s: float((v < cut).mean()) for s, v in values.items()},
+        {s: float(trained_dead(family, s, window).mean()) for s in family.sizes}, post,
+    )
+
+
+def raw_activation_norm(family: Family, n_batches: int = 64) -> float:
+    """Mean squared norm of the source's raw activations over the first ``n_batches`` training
+    batches: the scale the L1 coefficient acts against, and what normalisation divides out."""
+    from sae_core.train import activation_scale
+
+    return family.d_in / activation_scale(family.source, int(family.params["batch_size"]), family.d_in,
+                                          n_batches) ** 2
+
+
+def alpha_sentence(rows: Sequence[SweepRow], small: int) -> str:
+    """Per source and normalisation: the L1 coefficients at which the post's numbers appear; then
+    whether normalisation brings the sources together (mean gap in low share at ``small``)."""
+    if not rows:
+        return ""
+    if all(r.post_numbers is None for r in rows):
+        return (f"The sweep's dictionaries lack size {POST_FIRST} or {POST_MID}, so the post's numbers (more than "
+                f"90% high at {POST_FIRST}, fewer than 25% at {POST_MID}) are not checked.")
+    parts = []
+    for source in dict.fromkeys(r.source for r in rows):
+        for normalized in (False, True):
+            mine = [r for r in rows if r.source == source and r.normalized == normalized]
+            if not mine:
+                continue
+            hits = sorted(r.l1_coeff for r in mine if r.post_numbers)
+            tried = ", ".join(f"{a:g}" for a in sorted({r.l1_coeff for r in mine}))
+            parts.append(
+                f"on the {source} {'with' if normalized else 'without'} normalisation, "
+                + (f"at α = {', '.join(f'{a:g}' for a in hits)}" if hits else "at none of the α tried")
+                + f" (tried: {tried})"
+            )
+    text = (f"The post's numbers (more than 90% of the {POST_FIRST} features with MCS ≥ 0.5 against the largest "
+            f"dictionary, fewer than 25% of the {POST_MID}) appear " + "; ".join(parts) + ".")
+    sources = list(dict.fromkeys(r.source for r in rows))
+    if len(sources) == 2:
+        gaps = {}
+        for normalized in (False, True):
+            by = {(r.source, r.l1_coeff): r.low_share.get(small) for r in rows if r.normalized == normalized}
+            pairs = [(by[(sources[0], a)], by[(sources[1], a)]) for (src, a) in by
+                     if src == sources[0] and (sources[1], a) in by and by[(sources[0], a)] is not None
+                     and by[(sources[1], a)] is not None]
+            if pairs:
+                gaps[normalized] = (float(np.mean([abs(x - y) for x, y in pairs])), len(pairs))
+        if len(gaps) == 2:
+            (raw, n_raw), (norm, n_norm) = gaps[False], gaps[True]
+            text += (f" Between the two sources, the low share at {small} differs by {raw:.1%} on average over "
+                     f"{n_raw} values of α without normalisation and by {norm:.1%} over {n_norm} with it: "
+                     + ("normalisation brings the sources together." if norm < raw / 2 else
+                        "normalisation does not remove the dependence on the source." if norm >= raw else
+                        "normalisation narrows the gap but does not remove it."))
+    return text

@@ -13,7 +13,6 @@ import dataclasses
 import hashlib
 import json
 import shutil
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from typing import Any
 import torch
 
 from sae_core import __version__
-from sae_core.io import cache_root
+from sae_core.io import cache_root, stage
 from sae_core.sae import SparseAutoencoder, load_family
 from sae_core.sources.synthetic import SyntheticConfig, SyntheticSource
 from sae_core.train import CHECKPOINT_DIR, FAMILY_FILE, TrainConfig, family_is_complete, load_latent_stats, train_family
@@ -35,11 +34,6 @@ TRAIN_KEYS = ("sizes", "n_steps", "batch_size", "lr", "l1_coeff", "seed", "resam
 # keys of families cached before they existed stay valid.
 OPTIONAL_TRAIN_KEYS = ("normalize_activations",)
 FAMILY_KEYS = ("source", *TRAIN_KEYS, *OPTIONAL_TRAIN_KEYS, "synthetic", "lm")
-
-
-def stage(message: str) -> None:
-    """One line per pipeline stage on stderr: ``make book`` streams it from the chapter's kernel."""
-    print(f"[pipeline] {message}", file=sys.stderr, flush=True)
 
 
 def family_params(namespace: Mapping[str, Any]) -> dict[str, Any]:

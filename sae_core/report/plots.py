@@ -180,13 +180,16 @@ def splitting_counts(rows: list[dict[str, float]]) -> plt.Figure:
 
 
 def dead_vs_low(points: Sequence, fit=None) -> plt.Figure:
-    """``low_mode.SummaryPoint``s: dead share (x) against low-MCS share (y), one colour per setting."""
-    fig, ax = plt.subplots(figsize=(6.2, 4.6))
+    """``low_mode.SummaryPoint``s: dead share (x) against low-MCS share (y), one colour per setting
+    and one marker per source."""
+    fig, ax = plt.subplots(figsize=(7.8, 4.8))
     names = list(dict.fromkeys(p.family for p in points))
-    palette = sns.color_palette("tab10", max(len(names), 1))[:len(names)]
+    markers = dict(zip(dict.fromkeys(p.source for p in points), "o^sDv", strict=False))
+    palette = sns.color_palette("tab20" if len(names) > 10 else "tab10", max(len(names), 1))[:len(names)]
     for color, name in zip(palette, names, strict=True):
         mine = [p for p in points if p.family == name]
-        ax.scatter([p.dead_share for p in mine], [p.low_share for p in mine], color=color, s=28, label=name)
+        ax.scatter([p.dead_share for p in mine], [p.low_share for p in mine], color=color, s=28, label=name,
+                   marker=markers.get(mine[0].source, "o"))
         for p in mine:
             ax.annotate(str(p.size), (p.dead_share, p.low_share), fontsize=6, xytext=(3, 2),
                         textcoords="offset points")
@@ -196,7 +199,7 @@ def dead_vs_low(points: Sequence, fit=None) -> plt.Figure:
         ax.plot(xs, fit.intercept + fit.slope * xs, color="black", lw=1, label="least-squares fit")
     ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="dead share (no firing in the last window of training)",
            ylabel="share with MCS below the null cutoff")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return fig
 

@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import itertools
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sae_core.device import resolve_device
-from sae_core.io import REPO_ROOT, cache_root
+from sae_core.io import REPO_ROOT, cache_root, stage
 from sae_core.sources import nnsight_sites as lm_sites
 from sae_core.sources.store import ActivationStore, StoreSource, StoreWriter
 
@@ -184,10 +185,13 @@ def replication_gpt(cfg: LMSourceConfig, cache: Path, progress: bool = True):
 
     folder = _gpt_dir(cfg, cache)
     if not (folder / "report.json").is_file():
+        start = time.perf_counter()
+        stage(f"replication GPT {folder.name}: tokenizer and {cfg.gpt_steps} steps on {cfg.corpus}")
         docs = iter_documents(cfg.corpus, cfg.text_field, limit=cfg.max_documents)
         train_gpt(docs, folder, GPTConfig(context=cfg.context, vocab_size=cfg.vocab_size),
                   GPTTrainConfig(steps=cfg.gpt_steps, batch_size=cfg.gpt_batch_size, seed=cfg.seed,
                                  device=cfg.device, progress=progress))
+        stage(f"replication GPT {folder.name}: trained in {time.perf_counter() - start:.0f} s")
     model, tokenizer = load_gpt(folder)
     return model, tokenizer, json.loads((folder / "report.json").read_text()), folder.name
 
@@ -223,7 +227,10 @@ def lm_source(params: dict[str, Any], progress: bool = True) -> StoreSource:
         site = lm_sites.resolve_site(lm._model if hasattr(lm, "_model") else lm._module, cfg.site)
         docs = iter_documents(cfg.corpus, cfg.text_field, limit=cfg.max_documents)
         batches = token_batches(tokenizer, docs, cfg.context, cfg.batch_size)
-        extract_activations(lm, site, batches, path, meta, cfg.tokens, cfg.skip_first, device, progress)
+        start = time.perf_counter()
+        stage(f"activations {path.name}: up to {cfg.tokens:,} at {cfg.site}")
+        store = extract_activations(lm, site, batches, path, meta, cfg.tokens, cfg.skip_first, device, progress)
+        stage(f"activations {path.name}: {len(store):,} rows extracted in {time.perf_counter() - start:.0f} s")
     return StoreSource(ActivationStore(path), seed=params.get("seed", 0))
 
 

@@ -91,12 +91,12 @@ def test_normalised_family_scales_its_held_out_samples(family):
 
 
 def test_summary_fit_recovers_a_planted_line():
-    points = [low_mode.SummaryPoint("s", 1, 2, x, 0.1 + 0.8 * x, 0.1) for x in np.linspace(0, 1, 12)]
+    points = [low_mode.SummaryPoint("s", "synthetic", 1, 2, x, 0.1 + 0.8 * x, 0.1) for x in np.linspace(0, 1, 12)]
     fit = low_mode.fit_points(points)
     assert abs(fit.slope - 0.8) < 1e-9 and abs(fit.intercept - 0.1) < 1e-9
     assert fit.pearson > 0.999 and fit.slope_ci[0] <= 0.8 <= fit.slope_ci[1]
     assert low_mode.fit_points(points[:2]) is None
-    flat = [low_mode.SummaryPoint("s", 1, 2, 0.3, y, 0.0) for y in (0.1, 0.2, 0.3)]
+    flat = [low_mode.SummaryPoint("s", "synthetic", 1, 2, 0.3, y, 0.0) for y in (0.1, 0.2, 0.3)]
     assert low_mode.fit_points(flat) is None  # no spread in x: no line
 
 
@@ -107,3 +107,52 @@ def test_summary_points_use_the_training_record(family):
         dead = low_mode.trained_dead(family, p.size, 20)
         assert p.dead_share == float(dead.mean())
         assert p.alive_low_share <= p.low_share
+
+
+def test_summary_points_count_shared_dictionaries_once(family):
+    subset = low_mode.ablation_family(family, {}, [32, 64], progress=False)
+    points = low_mode.summary_points([("base", family), ("again", subset)], window=20)
+    assert [(p.family, p.size) for p in points] == [("base", 16), ("base", 32)]
+    assert {p.source for p in points} == {"synthetic"}
+
+
+def test_settings_apply_only_to_their_source():
+    assert low_mode.applies_to({"l1_coeff": 3e-3}, "lm") and low_mode.applies_to({"l1_coeff": 3e-3}, "synthetic")
+    assert low_mode.applies_to({"synthetic": {"noise_std": 0.05}}, "synthetic")
+    assert not low_mode.applies_to({"synthetic": {"noise_std": 0.05}}, "lm")
+
+
+def test_sweep_row_against_brute_force(family):
+    row = low_mode.sweep_row(family, "baseline", window=20)
+    assert row.l1_coeff == 3e-2 and not row.normalized and row.activation_scale == 1.0
+    cut = low_mode.split_cutoff(family, 64)
+    for size in (16, 32):
+        f_small, f_large = family.features(size), family.features(64)
+        cos = (f_small / f_small.norm(dim=1, keepdim=True)) @ (f_large / f_large.norm(dim=1, keepdim=True)).T
+        best = cos.max(1).values.numpy()
+        assert row.high_post[size] == pytest.approx(float((best >= 0.5).mean()))
+        assert row.low_share[size] == pytest.approx(float((best < cut).mean()))
+    assert row.post_numbers is None  # the family has neither 256 nor 4096 features
+    # raw mean squared norm of the source: the same number computed by hand
+    x = torch.cat([family.source.batch(i, 32) for i in range(4)]).double()
+    assert low_mode.raw_activation_norm(family, n_batches=4) == pytest.approx(float(x.pow(2).sum(1).mean()))
+
+
+def _row(source, alpha, normalized, low, post):
+    return low_mode.SweepRow(source, "s", alpha, normalized, 1.0, 8192, {256: 0.95, 4096: 0.2}, {1024: low}, {}, post)
+
+
+def test_alpha_sentence_names_the_coefficients_and_the_gap():
+    rows = [_row("language model", 1e-3, False, 0.0, False), _row("language model", 3e-3, False, 0.5, True),
+            _row("synthetic", 1e-3, False, 0.4, True), _row("synthetic", 3e-3, False, 0.9, False),
+            _row("language model", 1e-3, True, 0.3, True), _row("language model", 3e-3, True, 0.6, False),
+            _row("synthetic", 1e-3, True, 0.32, True), _row("synthetic", 3e-3, True, 0.62, False)]
+    text = low_mode.alpha_sentence(rows, 1024)
+    assert "on the language model without normalisation, at α = 0.003 (tried: 0.001, 0.003)" in text
+    assert "on the synthetic without normalisation, at α = 0.001" in text
+    # gaps: without (0.4 + 0.4) / 2 = 40%, with (0.02 + 0.02) / 2 = 2%
+    assert "differs by 40.0% on average over 2 values of α without normalisation and by 2.0%" in text
+    assert text.endswith("normalisation brings the sources together.")
+    none = [_row("synthetic", 1e-3, False, 0.4, None)]
+    assert "are not checked" in low_mode.alpha_sentence(none, 1024)
+    assert low_mode.alpha_sentence([], 1024) == ""
