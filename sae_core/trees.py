@@ -139,8 +139,9 @@ class CoactivationStats:
 class CoactivationAccumulator:
     """Accumulates :class:`CoactivationStats` chunk by chunk over tokens.
 
-    Each :meth:`update` with codes ``A [t, N]``, ``B [t, M]`` costs four ``[N, t] @ [t, M]``
-    products in ``dtype`` (float32 by default) on ``device``; the running sums are float64.
+    Each :meth:`update` with codes ``A [t, N]``, ``B [t, M]`` costs four ``[N', t] @ [t, M']``
+    products over the N' and M' latents that fire in the chunk, in ``dtype`` (float32 by
+    default) on ``device``; the running sums are float64.
     Memory: ``4 N M`` float64 accumulators plus one chunk.
     """
 
@@ -192,21 +193,30 @@ class CoactivationAccumulator:
             raise ValueError(f"the two code chunks cover different token counts: {a.shape[0]} vs {b.shape[0]}")
         if a.shape[0] == 0:
             return
-        fire_a, fire_b = (a > 0).to(self.dtype), (b > 0).to(self.dtype)  # [t, N], [t, M]
-        a2, b2 = a * a, b * b
         self.n_tokens += a.shape[0]
-        self.sum_small += a.sum(0, dtype=torch.float64)
-        self.sum_large += b.sum(0, dtype=torch.float64)
-        self.sumsq_small += a2.sum(0, dtype=torch.float64)
-        self.sumsq_large += b2.sum(0, dtype=torch.float64)
-        self.max_small = torch.maximum(self.max_small, a.max(0).values.double())
-        self.max_large = torch.maximum(self.max_large, b.max(0).values.double())
-        self.count_small += (a > 0).sum(0)
-        self.count_large += (b > 0).sum(0)
-        self.cross += (a.T @ b).double()  # [N, M]
-        self.sumsq_small_on_large += (a2.T @ fire_b).double()  # [N, M]
-        self.sumsq_large_on_small += (fire_a.T @ b2).double()  # [N, M]
-        self.cofire += (fire_a.T @ fire_b).double()  # [N, M], exact while a chunk has < 2^24 tokens
+        # Only latents that fire in this chunk add to any sum: take those columns alone (a
+        # dictionary with many dead latents costs a fraction of the full products)
+        rows = torch.nonzero((a > 0).any(0)).squeeze(1)  # [n'] latents of the small dictionary
+        cols = torch.nonzero((b > 0).any(0)).squeeze(1)  # [m'] of the large one
+        a, b = a[:, rows], b[:, cols]  # [t, n'], [t, m']
+        fire_a, fire_b = (a > 0).to(self.dtype), (b > 0).to(self.dtype)
+        a2, b2 = a * a, b * b
+        # per-chunk sums in the codes' dtype, accumulated across chunks in float64
+        self.sum_small[rows] += a.sum(0).double()
+        self.sum_large[cols] += b.sum(0).double()
+        self.sumsq_small[rows] += a2.sum(0).double()
+        self.sumsq_large[cols] += b2.sum(0).double()
+        if rows.numel():
+            self.max_small[rows] = torch.maximum(self.max_small[rows], a.max(0).values.double())
+            self.count_small[rows] += fire_a.sum(0).long()
+        if cols.numel():
+            self.max_large[cols] = torch.maximum(self.max_large[cols], b.max(0).values.double())
+            self.count_large[cols] += fire_b.sum(0).long()
+        block = (rows.unsqueeze(1), cols.unsqueeze(0))
+        self.cross[block] += (a.T @ b).double()  # [n', m']
+        self.sumsq_small_on_large[block] += (a2.T @ fire_b).double()
+        self.sumsq_large_on_small[block] += (fire_a.T @ b2).double()
+        self.cofire[block] += (fire_a.T @ fire_b).double()  # exact while a chunk has < 2^24 tokens
 
     def result(self) -> CoactivationStats:
         """The statistics so far, as float64 numpy arrays (at least one token needed)."""

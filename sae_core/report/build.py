@@ -33,8 +33,9 @@ CHAPTERS = (
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book/references.md", "book/references.bib")
 
 
-def load_profile(name_or_path: str) -> dict[str, Any]:
-    """A profile by name (``notebooks/profiles/<name>.yml``) or by path."""
+def load_profile(name_or_path: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A profile by name (``notebooks/profiles/<name>.yml``) or by path. ``extends: <profile>``
+    takes that profile's values first; the file's own values replace them key by key."""
     path = Path(name_or_path)
     if not path.suffix:
         path = PROFILES / f"{name_or_path}.yml"
@@ -44,7 +45,12 @@ def load_profile(name_or_path: str) -> dict[str, Any]:
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path} must hold a mapping of parameter names to values")
-    return data
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    if str(path) in _seen:
+        raise ValueError(f"profiles extend each other in a loop: {' -> '.join((*_seen, str(path)))}")
+    return {**load_profile(str(base), (*_seen, str(path))), **data}
 
 
 def apply_overrides(profile: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
