@@ -37,6 +37,7 @@ small_size = 1024  # the post's pair: 1024 against 8192 (falls back to the large
 large_size = 8192
 n_heldout = 32768  # held-out activations for L0, variance explained and "never fire"
 n_eval_batches = 8  # language models: token batches for the cross-entropy loss recovered
+ground_truth = {}  # a source with true features beside a language model, e.g. {"source": "synthetic"}
 
 # %%
 from IPython.display import display
@@ -60,6 +61,13 @@ else:
     source_desc = (f"{len(params['dictionaries'])} dictionaries read from disk"
                    + (f", with activations from {params['lm']['site']} of {params['lm']['model']}" if "lm" in params
                       else ", without activations"))
+if ground_truth and source == "lm":
+    truth = pipeline.family_params(pipeline.merge_overrides(params, ground_truth))["synthetic"]
+    source_desc += (
+        "; beside it, for the questions only known features answer (are high-MCS features true features, does "
+        f"splitting follow the true hierarchy), a synthetic source with {truth['n_features']} true features in "
+        f"{truth['d_in']} dimensions, trained with the same sizes and settings"
+    )
 glue("profile", profile, display=False)
 glue("source_desc", source_desc, display=False)
 glue("cache_key", family.key, display=False)

@@ -40,6 +40,7 @@ n_random_sets = 4  # independent random dictionary pairs of the learned shapes
 alt_factor = 2  # the "alt params" set uses a reference this many times larger
 null_quantile = 0.99  # low part: MCS below this quantile of the null for K (d_in) and M (the reference)
 n_mc = 1000  # Monte Carlo draws for the test against the truncated null
+ground_truth = {}  # a source with true features beside a language model, e.g. {"source": "synthetic"}
 
 # %%
 import numpy as np
@@ -175,3 +176,25 @@ plots.table(
 # ```
 #
 # {glue:text}`by_size_sentence`
+
+# %% tags=["nbval-ignore-output"]
+truth_family = pipeline.companion_family(family, ground_truth)
+
+# %%
+if truth_family is None or truth_family is family:
+    glue("truth_nulls", "", display=False)
+else:
+    t_requested, t_large = analysis.compared_pair(truth_family, small_size, large_size)
+    t_cut = stats.null_cutoff(truth_family.d_in, t_large, null_quantile)
+    t_small = analysis.low_mode_size(truth_family, t_requested, t_large, t_cut)
+    t_cmp = analysis.null_comparison(truth_family, t_small, t_large, t_cut, n_random=n_random_sets,
+                                     alt_factor=alt_factor, n_mc=n_mc, seed=seed)
+    glue("truth_nulls", (
+        f"On the ground-truth source trained with the same settings, the low part of {t_small} against {t_large} "
+        f"({int(t_cmp.learned_low.size)} features below {t_cut:.3f}"
+        + (f"; {t_requested} has too few to compare" if t_small != t_requested else "")
+        + f") is {t_cmp.verdict}."
+    ), display=False)
+
+# %% [markdown]
+# {glue:text}`truth_nulls`

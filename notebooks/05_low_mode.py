@@ -411,10 +411,9 @@ else:
 # no firing in the last {glue:text}`dead_window` steps.
 
 # %% tags=["nbval-ignore-output"]
-named = []
+named = [(label(fam, "baseline"), fam) for fam in (sources if retrainable else [])]
 for fam, fam_rows in ablated:
     f_ab_sizes = sorted(set(ablation_sizes) | {fam_rows[0].large})
-    named.append((label(fam, "baseline"), fam))
     named += [(label(fam, r.name), low_mode.ablation_family(fam, r.overrides, f_ab_sizes)) for r in fam_rows[1:]]
 if other is not None:
     named.append((label(family, f"seed={second_seed}"), other))

@@ -33,9 +33,11 @@ seed = 0
 small_size = 1024  # the post's pair: 1024 against 8192 (falls back to the largest size)
 large_size = 8192
 cross_triples = [[512, 1024, 2048], [256, 512, 1024]]  # [base, B, C]: base features' MCS against B and C
+ground_truth = {}  # a source with true features beside a language model, e.g. {"source": "synthetic"}
 
 # %%
 import numpy as np
+from IPython.display import display
 from myst_nb import glue
 
 from sae_core.report import analysis, pipeline, plots
@@ -107,3 +109,27 @@ plots.table(
 #
 # A feature's MCS against one larger dictionary predicts its MCS against another
 # {glue:text}`cross_verdict`
+
+# %% tags=["nbval-ignore-output"]
+truth_family = pipeline.companion_family(family, ground_truth)
+
+# %%
+if truth_family is None or truth_family is family:
+    glue("truth_cross", "", display=False)
+else:
+    t_triples = [t for t in cross_triples if all(s in truth_family.saes for s in t)]
+    t_results = [analysis.cross_correlation(truth_family, *t)[0] for t in t_triples]
+    display(plots.table(
+        ["base (ground truth)", "B", "C", "features", "Pearson", "Spearman", "low against both", "high against both"],
+        [[*t, r.n, f"{r.pearson:.3f}", f"{r.spearman:.3f}", f"{r.frac_low_low:.1%}", f"{r.frac_high_high:.1%}"]
+         for t, r in zip(t_triples, t_results, strict=True)],
+    ))
+    glue("truth_cross", (
+        "On the ground-truth source trained with the same settings (table above), "
+        + "; ".join(f"{t[0]} against {t[1]} and {t[2]}: Pearson {r.pearson:.2f}, Spearman {r.spearman:.2f}"
+                    if np.isfinite(r.pearson) else f"{t[0]} against {t[1]} and {t[2]}: constant MCS, no correlation"
+                    for t, r in zip(t_triples, t_results, strict=True)) + "."
+    ) if t_triples else "", display=False)
+
+# %% [markdown]
+# {glue:text}`truth_cross`
