@@ -138,7 +138,7 @@ else:
     )
     stopped = (
         "" if lead.last_fired_dead is None else
-        " In training, most of these dead latents never fired at all." if lead.last_fired_dead == 0 else
+        " In training, most of these dead latents never fired at all." if lead.last_fired_dead < 1 else
         f" In training, these dead latents last fired at step {lead.last_fired_dead:.0f} of {lead.n_steps} (median)."
     )
     lead_sentence = (
@@ -285,8 +285,54 @@ for fam, fam_rows in ablated:
 glue("noise_sentence", "" if not rows else " ".join(noise_sentences) or "Noise was not varied in this build.",
      display=False)
 
+# %%
+# the settings whose mid size keeps at least MIN_PART alive low features: what do those latents do?
+alive_rows = [(fam, r) for fam, fam_rows in ablated for r in fam_rows if r.alive_low_mid >= low_mode.MIN_PART]
+alive_parts = []
+
+
+def rate(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2%}"
+
+
+for fam, r in alive_rows:
+    f_ab_sizes = sorted(set(ablation_sizes) | {r.large})
+    ab_fam = low_mode.ablation_family(fam, r.overrides, f_ab_sizes)
+    alive_parts.append((row_label[id(r)], low_mode.alive_low(ab_fam, r.mid, r.large,
+                                                             low_mode.split_cutoff(ab_fam, r.large, null_quantile),
+                                                             n_heldout=n_heldout)))
+if alive_parts:
+    display(plots.table(
+        ["setting", "alive low", f"{ab_mid}: median firing rate, alive low", "median firing rate, high",
+         "reconstruct what the larger one lacks"],
+        [[name, a.n_alive_low, rate(a.rate_alive_low), rate(a.rate_high),
+          f"{a.better} of {a.scored}" if a.scored else "none fire on 20 samples"] for name, a in alive_parts],
+    ))
+
+
+def alive_text(name: str, a: low_mode.AliveLow) -> str:
+    rare = a.rate_alive_low is not None and a.rate_high is not None and a.rate_alive_low < a.rate_high / 2
+    edge = a.scored > 0 and a.better > a.scored / 2
+    return (
+        f"With {name}, the {a.n_alive_low} alive low features of {a.size} fire on a median {rate(a.rate_alive_low)} of "
+        f"held-out activations, against {rate(a.rate_high)} for its {a.n_high} high-MCS features"
+        + (" (rarer)" if rare else "") + "; "
+        + (f"{a.better} of the {a.scored} that fire on at least 20 samples reconstruct those samples better, relative "
+           f"to the {a.against}-feature dictionary, than the dictionary does overall"
+           + (": structure the larger dictionary lacks." if edge else ": mostly not structure the larger one lacks.")
+           if a.scored else "none fires often enough to score its reconstruction.")
+    )
+
+
+glue("alive_sentence", " ".join(alive_text(n, a) for n, a in alive_parts) if alive_parts else
+     f"No setting leaves {low_mode.MIN_PART} or more alive low features at {ab_mid}.", display=False)
+
 # %% [markdown]
 # {glue:text}`reproduces` {glue:text}`survives` {glue:text}`noise_sentence`
+#
+# The alive low features of each setting (table above), without a second seed: how often they
+# fire, and whether, where they fire, the smaller dictionary reconstructs better relative to
+# the larger one than it does overall. {glue:text}`alive_sentence`
 #
 # ## The seed ceiling
 #
@@ -374,16 +420,17 @@ sweep_rows = [low_mode.sweep_row(f, name, null_q=null_quantile, window=dead_wind
 if sweep_rows:
     sw_small = small if small in sweep_rows[0].low_share else min(sweep_rows[0].low_share)
     display(plots.table(
-        ["source", "α", "normalised (scale)", "MCS ≥ 0.5 by size", f"{sw_small}: low share", "dead share by size",
-         "post's numbers"],
-        [[r.source, f"{r.l1_coeff:g}", f"yes ({r.activation_scale:.3g})" if r.normalized else "no",
+        ["source", "α", "normalised (scale)", "init", "MCS ≥ 0.5 by size", f"{sw_small}: low share",
+         "dead share by size", "post's numbers"],
+        [[r.source, f"{r.l1_coeff:g}", f"yes ({r.activation_scale:.3g})" if r.normalized else "no", r.init,
           ", ".join(f"{s}: {v:.0%}" for s, v in r.high_post.items()), f"{r.low_share[sw_small]:.1%}",
           ", ".join(f"{s}: {v:.0%}" for s, v in r.dead_share.items()),
           "–" if r.post_numbers is None else "yes" if r.post_numbers else "no"] for r in sweep_rows],
     ))
     norms = ", ".join(f"{low_mode.source_label(f)} {low_mode.raw_activation_norm(f):.3g}" for f in sources)
     glue("sweep_intro", (
-        f"Here {len(sweep_rows)} families were trained. The raw activations' mean squared norm is {norms}; "
+        f"The sweep has {len(sweep_rows)} rows: {len(sweep) + 1} settings (the first is the baseline) on "
+        f"{len(sources)} source{'s' if len(sources) > 1 else ''}. The raw activations' mean squared norm is {norms}; "
         f"normalisation scales it to {family.d_in}. \"Post's numbers\" means more than 90% of the "
         f"{low_mode.POST_FIRST} features and fewer than 25% of the {low_mode.POST_MID} have MCS ≥ 0.5 against the "
         "reference, as in the post."

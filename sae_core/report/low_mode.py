@@ -249,6 +249,36 @@ def _reconstruction_edge(family: Family, small: int, large: int, latents: np.nda
     return better, scored
 
 
+@dataclass
+class AliveLow:
+    """What the alive low-MCS latents of one dictionary do, next to its high-MCS latents."""
+
+    size: int
+    against: int
+    n_alive_low: int
+    n_high: int
+    rate_alive_low: float | None  # median share of held-out activations each fires on (None: none)
+    rate_high: float | None
+    better: int  # alive low latents whose firing samples `size` reconstructs relatively better (_reconstruction_edge)
+    scored: int  # alive low latents firing on at least `min_fires` held-out samples
+
+
+def alive_low(family: Family, size: int, against: int, cutoff: float, n_heldout: int = 32768,
+              min_fires: int = 20) -> AliveLow:
+    """Firing rates of the alive low-MCS latents against the high ones, and whether the larger
+    dictionary lacks what they reconstruct: the "noise" and "unfound" explanations without a
+    second seed."""
+    v = mcs(family, size, against)
+    fires = heldout_fires(family, size, n_heldout)
+    low_alive = np.flatnonzero((v < cutoff) & (fires > 0))
+    high = v >= cutoff
+    better, scored = _reconstruction_edge(family, size, against, low_alive, n_heldout, min_fires)
+    rate = fires / n_heldout
+    return AliveLow(size, against, int(low_alive.size), int(high.sum()),
+                    float(np.median(rate[low_alive])) if low_alive.size else None,
+                    float(np.median(rate[high])) if high.any() else None, better, scored)
+
+
 def null_mode(family: Family, against: int) -> float:
     return nulls.mcs_null_mode(family.d_in, against)
 
@@ -334,6 +364,7 @@ class SweepRow:
     l1_coeff: float
     normalized: bool
     activation_scale: float  # the constant the activations were multiplied by (1 without normalisation)
+    init: str  # "transposed" (this report's) or "post" (the 2023 code's)
     against: int
     high_post: dict[int, float]  # per smaller size: share with MCS >= 0.5 against `against` (the post's split)
     low_share: dict[int, float]  # per smaller size: share below the null cutoff
@@ -353,7 +384,8 @@ def sweep_row(family: Family, name: str, null_q: float = 0.99, window: int = 400
     defaults = TrainConfig()
     return SweepRow(
         source_label(family), name, float(family.params.get("l1_coeff", defaults.l1_coeff)),
-        bool(family.params.get("normalize_activations", False)), family.activation_scale, large, high,
+        bool(family.params.get("normalize_activations", False)), family.activation_scale,
+        str(family.params.get("init", defaults.init)), large, high,
         {s: float((v < cut).mean()) for s, v in values.items()},
         {s: float(trained_dead(family, s, window).mean()) for s in family.sizes}, post,
     )
@@ -369,33 +401,38 @@ def raw_activation_norm(family: Family, n_batches: int = 64) -> float:
 
 
 def alpha_sentence(rows: Sequence[SweepRow], small: int) -> str:
-    """Per source and normalisation: the L1 coefficients at which the post's numbers appear; then
-    whether normalisation brings the sources together (mean gap in low share at ``small``)."""
+    """Per source, normalisation and initialisation: the L1 coefficients at which the post's numbers
+    appear; then whether normalisation brings the sources together (mean gap in low share at
+    ``small`` over the α both sources share, with the report's initialisation)."""
     if not rows:
         return ""
     if all(r.post_numbers is None for r in rows):
         return (f"The sweep's dictionaries lack size {POST_FIRST} or {POST_MID}, so the post's numbers (more than "
                 f"90% high at {POST_FIRST}, fewer than 25% at {POST_MID}) are not checked.")
+    default_init = TrainConfig().init
     parts = []
     for source in dict.fromkeys(r.source for r in rows):
-        for normalized in (False, True):
-            mine = [r for r in rows if r.source == source and r.normalized == normalized]
-            if not mine:
-                continue
-            hits = sorted(r.l1_coeff for r in mine if r.post_numbers)
-            tried = ", ".join(f"{a:g}" for a in sorted({r.l1_coeff for r in mine}))
-            parts.append(
-                f"on the {source} {'with' if normalized else 'without'} normalisation, "
-                + (f"at α = {', '.join(f'{a:g}' for a in hits)}" if hits else "at none of the α tried")
-                + f" (tried: {tried})"
-            )
+        for init in dict.fromkeys(r.init for r in rows):
+            for normalized in (False, True):
+                mine = [r for r in rows if r.source == source and r.normalized == normalized and r.init == init]
+                if not mine:
+                    continue
+                hits = sorted(r.l1_coeff for r in mine if r.post_numbers)
+                tried = ", ".join(f"{a:g}" for a in sorted({r.l1_coeff for r in mine}))
+                parts.append(
+                    f"on the {source} {'with' if normalized else 'without'} normalisation"
+                    + ("" if init == default_init else f" and the {init} initialisation") + ", "
+                    + (f"at α = {', '.join(f'{a:g}' for a in hits)}" if hits else "at none of the α tried")
+                    + f" (tried: {tried})"
+                )
     text = (f"The post's numbers (more than 90% of the {POST_FIRST} features with MCS ≥ 0.5 against the largest "
             f"dictionary, fewer than 25% of the {POST_MID}) appear " + "; ".join(parts) + ".")
     sources = list(dict.fromkeys(r.source for r in rows))
     if len(sources) == 2:
         gaps = {}
         for normalized in (False, True):
-            by = {(r.source, r.l1_coeff): r.low_share.get(small) for r in rows if r.normalized == normalized}
+            by = {(r.source, r.l1_coeff): r.low_share.get(small) for r in rows
+                  if r.normalized == normalized and r.init == default_init}
             pairs = [(by[(sources[0], a)], by[(sources[1], a)]) for (src, a) in by
                      if src == sources[0] and (sources[1], a) in by and by[(sources[0], a)] is not None
                      and by[(sources[1], a)] is not None]

@@ -124,7 +124,7 @@ def test_settings_apply_only_to_their_source():
 
 def test_sweep_row_against_brute_force(family):
     row = low_mode.sweep_row(family, "baseline", window=20)
-    assert row.l1_coeff == 3e-2 and not row.normalized and row.activation_scale == 1.0
+    assert row.l1_coeff == 3e-2 and not row.normalized and row.activation_scale == 1.0 and row.init == "transposed"
     cut = low_mode.split_cutoff(family, 64)
     for size in (16, 32):
         f_small, f_large = family.features(size), family.features(64)
@@ -138,8 +138,9 @@ def test_sweep_row_against_brute_force(family):
     assert low_mode.raw_activation_norm(family, n_batches=4) == pytest.approx(float(x.pow(2).sum(1).mean()))
 
 
-def _row(source, alpha, normalized, low, post):
-    return low_mode.SweepRow(source, "s", alpha, normalized, 1.0, 8192, {256: 0.95, 4096: 0.2}, {1024: low}, {}, post)
+def _row(source, alpha, normalized, low, post, init="transposed"):
+    return low_mode.SweepRow(source, "s", alpha, normalized, 1.0, init, 8192, {256: 0.95, 4096: 0.2}, {1024: low}, {},
+                             post)
 
 
 def test_alpha_sentence_names_the_coefficients_and_the_gap():
@@ -153,6 +154,11 @@ def test_alpha_sentence_names_the_coefficients_and_the_gap():
     # gaps: without (0.4 + 0.4) / 2 = 40%, with (0.02 + 0.02) / 2 = 2%
     assert "differs by 40.0% on average over 2 values of α without normalisation and by 2.0%" in text
     assert text.endswith("normalisation brings the sources together.")
+    # another initialisation is named, and left out of the gap between sources
+    with_post = low_mode.alpha_sentence([*rows, _row("synthetic", 1e-3, False, 0.99, True, init="post")], 1024)
+    assert ("on the synthetic without normalisation and the post initialisation, at α = 0.001 (tried: 0.001)"
+            in with_post)
+    assert "differs by 40.0% on average over 2 values" in with_post
     none = [_row("synthetic", 1e-3, False, 0.4, None)]
     assert "are not checked" in low_mode.alpha_sentence(none, 1024)
     assert low_mode.alpha_sentence([], 1024) == ""
@@ -183,3 +189,18 @@ def test_convergence_check_continues_the_family_and_compares_findings(family):
     assert worst == pytest.approx(max(changes)) and isinstance(what, str)
     same, worst_same, _ = analysis.convergence_findings(short_row, short_row)
     assert all(f.same for f in same) and worst_same == 0
+
+
+def test_alive_low_rates_against_brute_force(family):
+    cut = low_mode.split_cutoff(family, 64)
+    part = low_mode.alive_low(family, 32, 64, cut, n_heldout=2048, min_fires=5)
+    v = analysis.mcs_values(family, 32, 64)
+    x = family.sample(2048)
+    with torch.no_grad():
+        rates = (family.saes[32].encode(x) > 0).float().mean(0).numpy()
+    alive_low = (v < cut) & (rates > 0)
+    assert part.n_alive_low == int(alive_low.sum()) and part.n_high == int((v >= cut).sum())
+    if alive_low.any():
+        assert part.rate_alive_low == pytest.approx(float(np.median(rates[alive_low])))
+    assert part.rate_high == (pytest.approx(float(np.median(rates[v >= cut]))) if (v >= cut).any() else None)
+    assert 0 <= part.better <= part.scored <= part.n_alive_low
