@@ -292,7 +292,7 @@ alive_parts = []
 
 
 def rate(x: float | None) -> str:
-    return "–" if x is None else f"{x:.2%}"
+    return "–" if x is None else f"{x:.2%}" if x >= 1e-3 else f"{x:.1e}"  # rare latents: 1 in 32768 is 3.1e-05
 
 
 for fam, r in alive_rows:

@@ -4,7 +4,9 @@ Every chapter calls :func:`ensure_family` with its parameters. The family is cac
 under ``<cache>/families/<key>/``, where the key hashes every parameter that affects
 the dictionaries (plus the package version), so chapters share one training run and a
 changed parameter never reuses stale dictionaries. Training resumes from its
-checkpoint if it was interrupted.
+checkpoint if it was interrupted, and a run that differs from a cached one only by more
+``n_steps`` continues from that run's final checkpoint (the methods chapter's check at
+twice the training costs the extra steps only).
 """
 
 from __future__ import annotations
