@@ -406,8 +406,16 @@ def train_gpt(texts: Iterable[str] | Iterator[str], out_dir: str | os.PathLike, 
 def load_gpt(out_dir: str | os.PathLike):
     """The trained model (eval mode) and tokenizer from :func:`train_gpt`'s folder."""
     from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
+    from transformers.utils import logging as hf_logging
 
     folder = Path(out_dir) / "model"
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"no trained GPT under {folder}")
-    return GPT2LMHeadModel.from_pretrained(folder).eval(), PreTrainedTokenizerFast.from_pretrained(folder)
+    # a 76-tensor local load needs no progress bar, and its timing would make a chapter's output vary
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return GPT2LMHeadModel.from_pretrained(folder).eval(), PreTrainedTokenizerFast.from_pretrained(folder)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()

@@ -179,8 +179,9 @@ def _gpt_dir(cfg: LMSourceConfig, cache: Path) -> Path:
     return cache / "gpt" / _key(settings)
 
 
-def replication_gpt(cfg: LMSourceConfig, cache: Path, progress: bool = True):
-    """Train (or load) the replication GPT for ``cfg``; returns (model, tokenizer, report, key)."""
+def replication_gpt(cfg: LMSourceConfig, cache: Path, progress: bool = True, load: bool = True):
+    """Train (or load) the replication GPT for ``cfg``; returns (model, tokenizer, report, key).
+    With ``load=False`` a trained model is not read from disk (model and tokenizer are None)."""
     from sae_core.sources.gpt import GPTConfig, GPTTrainConfig, load_gpt, train_gpt
 
     folder = _gpt_dir(cfg, cache)
@@ -192,7 +193,7 @@ def replication_gpt(cfg: LMSourceConfig, cache: Path, progress: bool = True):
                   GPTTrainConfig(steps=cfg.gpt_steps, batch_size=cfg.gpt_batch_size, seed=cfg.seed,
                                  device=cfg.device, progress=progress))
         stage(f"replication GPT {folder.name}: trained in {time.perf_counter() - start:.0f} s")
-    model, tokenizer = load_gpt(folder)
+    model, tokenizer = load_gpt(folder) if load else (None, None)
     return model, tokenizer, json.loads((folder / "report.json").read_text()), folder.name
 
 
@@ -202,11 +203,12 @@ def lm_source(params: dict[str, Any], progress: bool = True) -> StoreSource:
     cache = cache_root()
     device = resolve_device(cfg.device)
     if cfg.model == REPLICATION_GPT:
-        model, tokenizer, report, model_id = replication_gpt(cfg, cache, progress)
+        # the model itself is read from disk only when activations must be extracted
+        _, _, report, model_id = replication_gpt(cfg, cache, progress, load=False)
         model_desc = {"model": REPLICATION_GPT, "model_id": model_id, "gpt_val_loss": report["val_loss"],
                       "gpt_train_tokens": report["train_tokens"]}
     else:
-        model, tokenizer, model_desc = None, None, {"model": cfg.model, "model_id": cfg.model}
+        model_desc = {"model": cfg.model, "model_id": cfg.model}
     site_match = lm_sites._SITE_RE.match(cfg.site)
     meta = {
         "source": "lm", **model_desc, "site": cfg.site,
@@ -217,6 +219,7 @@ def lm_source(params: dict[str, Any], progress: bool = True) -> StoreSource:
     }
     path = cache / "activations" / _key(meta)
     if not (path / "meta.json").is_file():
+        model, tokenizer = replication_gpt(cfg, cache, progress)[:2] if cfg.model == REPLICATION_GPT else (None, None)
         if model is None:
             lm = lm_sites.load_language_model(cfg.model, device=str(device))
             tokenizer = lm.tokenizer
