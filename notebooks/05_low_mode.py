@@ -313,13 +313,16 @@ if alive_parts:
 def alive_text(name: str, a: low_mode.AliveLow) -> str:
     rare = a.rate_alive_low is not None and a.rate_high is not None and a.rate_alive_low < a.rate_high / 2
     edge = a.scored > 0 and a.better > a.scored / 2
+    few = a.scored < a.n_alive_low / 2  # most fire too rarely for the reconstruction test
     return (
         f"With {name}, the {a.n_alive_low} alive low features of {a.size} fire on a median {rate(a.rate_alive_low)} of "
         f"held-out activations, against {rate(a.rate_high)} for its {a.n_high} high-MCS features"
         + (" (rarer)" if rare else "") + "; "
         + (f"{a.better} of the {a.scored} that fire on at least 20 samples reconstruct those samples better, relative "
            f"to the {a.against}-feature dictionary, than the dictionary does overall"
-           + (": structure the larger dictionary lacks." if edge else ": mostly not structure the larger one lacks.")
+           + (": among those, structure the larger dictionary lacks" if edge else
+              ": mostly not structure the larger one lacks")
+           + (f"; the other {a.n_alive_low - a.scored} fire too rarely to tell." if few else ".")
            if a.scored else "none fires often enough to score its reconstruction.")
     )
 
