@@ -40,6 +40,7 @@ layers = []  # language-model source: also compare small vs large at these layer
 
 # %%
 import numpy as np
+from IPython.display import display
 from myst_nb import glue
 
 from sae_core import nulls, stats
@@ -79,13 +80,13 @@ def mode(x: float) -> str:
     return "none" if x != x else f"{x:.2f}"  # NaN: no bin on that side of 0.5 holds a feature
 
 
-plots.table(
+display(plots.table(
     ["size", "features", "low mode", "high mode", "above null cutoff", "MCS ≥ 0.5", "mean MCS", "bimodal",
      "high: near a true feature", "low: near a true feature", "low: never fire"],
     [[r.size, r.n, mode(r.low_mode), mode(r.high_mode), f"{r.frac_high_null:.1%}", f"{r.frac_high_post:.1%}",
       f"{r.mean:.3f}", "yes" if r.bimodal else "no", pct(r.high_true), pct(r.low_true), pct(r.low_dead)]
      for r in rows],
-)
+))
 bimodal_sizes = [r.size for r in rows if r.bimodal]
 if post_row.bimodal:
     pair_sentence = (

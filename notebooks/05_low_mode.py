@@ -473,9 +473,9 @@ named += [(lbl, f) for lbl, f, _ in swept]
 points = low_mode.summary_points(named, null_q=null_quantile, window=dead_window)  # empty for dictionaries
 fit = low_mode.fit_points(points)
 plots.glue_figure("fig_dead_vs_low", plots.dead_vs_low(points, fit))
-plots.table(["setting", "size", "dead share", "low share", "alive and low"],
-            [[p.family, p.size, f"{p.dead_share:.1%}", f"{p.low_share:.1%}", f"{p.alive_low_share:.1%}"]
-             for p in points])
+display(plots.table(["setting", "size", "dead share", "low share", "alive and low"],
+                    [[p.family, p.size, f"{p.dead_share:.1%}", f"{p.low_share:.1%}", f"{p.alive_low_share:.1%}"]
+                     for p in points]))
 glue("dead_window", dead_window, display=False)
 glue("n_points", len(points), display=False)
 glue("n_families", len({p.family for p in points}), display=False)

@@ -210,18 +210,18 @@ glue("truth_tree_where", "" if truth_family is family else
      "beside it (same sizes and training settings).", display=False)
 if truth_tree is None or truth_tree.validation is None:
     truth_sentence = "There is no true hierarchy to check the trees against in this build."
-    plots.table(["small → large", "note"], [[f"{r['small']} → {r['large']}", "no ground truth"]
-                                             for r in summaries])
+    display(plots.table(["small → large", "note"], [[f"{r['small']} → {r['large']}", "no ground truth"]
+                                                     for r in summaries]))
 else:
     tree = truth_tree  # the rest of this section reads the trees of the source with ground truth
-    plots.table(
+    display(plots.table(
         ["small → large", "identified edges", "same feature", "true split", "other", "precision",
          "recall of true splits (recoverable)", "recall of carried features"],
         [[f"{a} → {b}", sum(v.counts[k] for k in ("same", "split", "absorbed", "sibling", "unrelated")),
           v.counts["same"], v.counts["split"], v.counts["absorbed"] + v.counts["sibling"] + v.counts["unrelated"],
           pct(v.precision), f"{pct(v.recall_split)} ({v.n_recoverable_split})", pct(v.recall_same)]
          for a, b, v in zip(tree.sizes, tree.sizes[1:], tree.validation, strict=False)],
-    )
+    ))
     fs = tree.first_split
     split_sizes = fs.split_size[fs.split_size > 0]
     never = int((fs.split_size < 0).sum())
