@@ -50,22 +50,14 @@ def test_mcs_float32_values_and_clear_argmaxes():
     np.testing.assert_array_equal(res.indices.numpy()[clear], idx[clear])
 
 
-def test_tiles_stay_within_budget(monkeypatch):
+def test_tiles_stay_within_budget(matmul_bytes):
     """No cosine tile larger than the budget is ever built, even for N = M."""
     rng = np.random.default_rng(2)
     a = torch.from_numpy(rng.normal(size=(1000, 8)))
     budget = 40_000  # bytes: 10_000 float32 entries
-    largest = []
-    real_matmul = torch.Tensor.__matmul__
-
-    def spy(x, y):
-        out = real_matmul(x, y)
-        largest.append(out.numel() * out.element_size())
-        return out
-
-    monkeypatch.setattr(torch.Tensor, "__matmul__", spy)
     res = max_cosine_similarity(a, a, memory_budget_bytes=budget)
-    monkeypatch.undo()
+    matmul_bytes.stop()
+    largest = matmul_bytes.sizes
     assert max(largest) <= budget
     assert len(largest) > 100
     np.testing.assert_allclose(res.values.numpy(), 1.0, atol=1e-6)

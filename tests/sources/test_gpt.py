@@ -7,11 +7,11 @@ rows, the head's gradient as a sum of chunk products, and the AdamW update in on
 So the two agree to rounding, not bit for bit; the tolerances below say how close, and why.
 """
 
-import random
 
 import pytest
 import torch
 import torch.nn.functional as F
+from generated_corpus import generated_text
 
 from sae_core.sources.gpt import (
     GPTConfig,
@@ -22,13 +22,6 @@ from sae_core.sources.gpt import (
     next_token_loss,
     train_gpt,
 )
-
-WORDS = "the a cat dog sat ran on under mat tree big small red blue quickly slowly and then".split()
-
-
-def generated_text(n_docs: int, seed: int = 0) -> list[str]:
-    rng = random.Random(seed)
-    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 40))) for _ in range(n_docs)]
 
 
 @pytest.mark.parametrize("scale", [1.0, 40.0], ids=["ordinary", "huge-logits"])

@@ -2,11 +2,11 @@
 
 import gzip
 import hashlib
-import random
 
 import numpy as np
 import pytest
 import torch
+from generated_corpus import generated_text
 
 from sae_core.sources import nnsight_sites as lm_sites
 from sae_core.sources.gpt import GPTConfig, GPTTrainConfig, build_model, load_gpt, train_gpt, train_tokenizer
@@ -19,13 +19,6 @@ from sae_core.sources.lm_source import (
     token_batches,
 )
 from sae_core.sources.store import ActivationStore, StoreSource, StoreWriter
-
-WORDS = "the a cat dog sat ran on under mat tree big small red blue quickly slowly and then".split()
-
-
-def generated_text(n_docs: int, seed: int = 0) -> list[str]:
-    rng = random.Random(seed)
-    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 40))) for _ in range(n_docs)]
 
 
 @pytest.fixture(scope="module")
