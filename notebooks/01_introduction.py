@@ -62,7 +62,7 @@ else:
                    + (f", with activations from {params['lm']['site']} of {params['lm']['model']}" if "lm" in params
                       else ", without activations"))
 if ground_truth and source == "lm":
-    truth = pipeline.family_params(pipeline.merge_overrides(params, ground_truth))["synthetic"]
+    truth = pipeline.companion_params(params, ground_truth)["synthetic"]
     source_desc += (
         "; beside it, for the questions only known features answer (are high-MCS features true features, does "
         f"splitting follow the true hierarchy), a synthetic source with {truth['n_features']} true features in "

@@ -240,8 +240,13 @@ def companion_family(family: Family, overrides: Mapping[str, Any] | None, progre
         return family
     if not overrides:
         return None
-    # family_params keeps only the chosen source's settings, so the other source's block is dropped
-    return ensure_family(family_params(merge_overrides(family.params, overrides)), progress=progress)
+    return ensure_family(companion_params(family.params, overrides), progress=progress)
+
+
+def companion_params(params: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The companion's family parameters: ``params`` with ``overrides``, canonicalised (family_params
+    keeps only the chosen source's settings, so the other source's block is dropped)."""
+    return family_params(merge_overrides(params, overrides))
 
 
 def merge_overrides(params: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
