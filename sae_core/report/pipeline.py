@@ -194,9 +194,9 @@ def ensure_family(params: Mapping[str, Any], progress: bool = True) -> Family:
         start = time.perf_counter()
         prefix = _shorter_run(params)
         if prefix is not None and not (path / CHECKPOINT_DIR / "meta.json").is_file():
-            shutil.copytree(prefix / CHECKPOINT_DIR, path / CHECKPOINT_DIR, dirs_exist_ok=True)
-            stage(f"family {key}: continuing from the {json.loads((prefix / 'params.json').read_text())['n_steps']}"
-                  f"-step run {prefix.name} of the same settings")
+            steps, folder = prefix
+            shutil.copytree(folder / CHECKPOINT_DIR, path / CHECKPOINT_DIR, dirs_exist_ok=True)
+            stage(f"family {key}: continuing from the {steps}-step run {folder.name} of the same settings")
         stage(f"family {key}: training sizes {params['sizes']} for {params['n_steps']} steps on {params['source']}")
         train_family(source, train_config(params, progress), out_dir=path)
         stage(f"family {key}: trained in {time.perf_counter() - start:.0f} s")
@@ -207,8 +207,8 @@ def ensure_family(params: Mapping[str, Any], progress: bool = True) -> Family:
     return Family(params, key, path, saes, history, source)
 
 
-def _shorter_run(params: Mapping[str, Any]) -> Path | None:
-    """The cached family whose training is the first steps of the run ``params`` asks for: same
+def _shorter_run(params: Mapping[str, Any]) -> tuple[int, Path] | None:
+    """(n_steps, folder) of the cached family whose training is the first steps of the run ``params`` asks for: same
     settings but fewer ``n_steps``, with its final checkpoint kept. With a constant learning rate
     and the same batches, steps 1..n of a longer run are that run exactly, so a longer run (the
     convergence check) continues from it. Not with resampling, whose schedule depends on n_steps."""
@@ -229,7 +229,7 @@ def _shorter_run(params: Mapping[str, Any]) -> Path | None:
         if (family_is_complete(folder) and meta.is_file() and json.loads(meta.read_text()).get("step") == steps
                 and (best is None or steps > best[0])):
             best = (steps, folder)
-    return None if best is None else best[1]
+    return best
 
 
 def companion_family(family: Family, overrides: Mapping[str, Any] | None, progress: bool = True) -> Family | None:
