@@ -1,11 +1,14 @@
-"""Distances between MCS distributions, the high/low split and cross-dictionary correlation.
+"""Distances between MCS distributions, tests against the null, and the statistics the
+chapters quote with their uncertainty.
 
 Earthmover (Wasserstein-1) distance between distributions P and Q on the line::
 
     W1(P, Q) = ∫ |F_P(x) - F_Q(x)| dx = ∫_0^1 |F_P^{-1}(u) - F_Q^{-1}(u)| du
 
-(Vallender 1974). Between two samples it is computed exactly from the merged sorted
-values; against the analytic null of :mod:`sae_core.nulls` through the quantile form.
+(Vallender 1974). Between two samples it is ``scipy.stats.wasserstein_distance``; against
+the analytic null of :mod:`sae_core.nulls` the quantile form, by the midpoint rule. The
+bootstrap is ``scipy.stats.bootstrap``, the test of a low part against the truncated null
+``scipy.stats.monte_carlo_test``, the count test ``scipy.stats.binomtest``.
 """
 
 from __future__ import annotations
@@ -32,26 +35,42 @@ def _sample(x, name: str = "sample") -> np.ndarray:
 
 
 def wasserstein1(u, v) -> float:
-    """W1 between the empirical distributions of samples ``u`` and ``v`` (equal weights)."""
-    u, v = np.sort(_sample(u, "first sample")), np.sort(_sample(v, "second sample"))
-    grid = np.concatenate([u, v])
-    grid.sort(kind="mergesort")
-    widths = np.diff(grid)
-    cdf_u = np.searchsorted(u, grid[:-1], side="right") / u.size
-    cdf_v = np.searchsorted(v, grid[:-1], side="right") / v.size
-    return float(np.sum(np.abs(cdf_u - cdf_v) * widths))
+    """W1 between the empirical distributions of samples ``u`` and ``v`` (equal weights).
+
+    ``scipy.stats.wasserstein_distance``: ∫ |F_u(x) - F_v(x)| dx, exact for step CDFs (summed
+    over the merged sorted values)."""
+    return float(sps.wasserstein_distance(_sample(u, "first sample"), _sample(v, "second sample")))
+
+
+@functools.lru_cache(maxsize=32)
+def _null_quantiles(k: int, m: int, cutoff: float | None, n_grid: int) -> np.ndarray:
+    """G^{-1} (or the truncated null's quantile, :func:`nulls.truncated_quantile`) at the
+    midpoints (l + 1/2)/L, l = 0 … L-1. Cached and read-only: a chapter asks for the same grid often."""
+    levels = (np.arange(n_grid) + 0.5) / n_grid
+    q = nulls.mcs_null_quantile(levels, k, m) if cutoff is None else nulls.truncated_quantile(levels, k, m, cutoff)
+    q.setflags(write=False)
+    return q
+
+
+def _w1_to_quantiles(sorted_samples: np.ndarray, q_null: np.ndarray) -> np.ndarray:
+    """W1 = ∫_0^1 |Q_emp(u) - Q_null(u)| du by the midpoint rule at u_l = (l + 1/2)/L, the levels
+    of ``q_null`` [L], for each row of ``sorted_samples`` [..., n] (rows sorted ascending);
+    Q_emp(u) = x_(floor(u n)). Error O(1/L) against the exact integral."""
+    n = sorted_samples.shape[-1]
+    levels = (np.arange(q_null.size) + 0.5) / q_null.size
+    idx = np.minimum((levels * n).astype(np.int64), n - 1)
+    return np.abs(np.take(sorted_samples, idx, axis=-1) - q_null).mean(-1)
 
 
 def wasserstein1_to_null(sample, k: int, m: int, n_grid: int = 200_000) -> float:
-    """W1 between a sample and the analytic MCS null G = F_K^M.
+    """W1 between a sample and the analytic MCS null G = F_K^M (no scipy equivalent: the null
+    is a law, not a sample).
 
     ∫_0^1 |Q_emp(u) - G^{-1}(u)| du with the empirical quantile Q_emp piecewise
-    constant; evaluated at ``n_grid`` midpoints (error O(1/n_grid)).
+    constant; evaluated at ``n_grid`` midpoints (error O(1/n_grid)). Checked against
+    ``scipy.stats.wasserstein_distance`` to a dense quantile sample in the tests.
     """
-    x = np.sort(_sample(sample))
-    u = (np.arange(n_grid) + 0.5) / n_grid
-    q_emp = x[np.minimum((u * x.size).astype(np.int64), x.size - 1)]
-    return float(np.mean(np.abs(q_emp - nulls.mcs_null_quantile(u, k, m))))
+    return float(_w1_to_quantiles(np.sort(_sample(sample)), _null_quantiles(int(k), int(m), None, int(n_grid))))
 
 
 def restrict_below(sample, cutoff: float | None) -> np.ndarray:
@@ -90,29 +109,77 @@ class BootstrapCI:
     n_boot: int
 
 
+_BOOT_GRID = 20_000  # quantile levels for W1 to the analytic null inside the bootstrap
+
+
 def bootstrap_wasserstein(u, v=None, *, k: int | None = None, m: int | None = None,
                           n_boot: int = 200, level: float = 0.95, seed: int = 0) -> BootstrapCI:
     """Percentile bootstrap interval for W1(u, v), or for W1(u, null(K, M)) when ``v`` is None.
 
-    Each replicate resamples every sample with replacement (the analytic null is fixed).
+    ``scipy.stats.bootstrap`` with ``method="percentile"`` (Efron & Tibshirani 1993, ch. 13):
+    each replicate resamples every sample with replacement (the analytic null is fixed), and the
+    interval is the (1 ± level)/2 quantiles of the replicates. Seeded by ``seed``. Each sample
+    needs at least two values.
     """
     u = _sample(u)
     if v is None and (k is None or m is None):
         raise ValueError("give a second sample v, or k and m for the analytic null")
     rng = np.random.default_rng(seed)
+    options = dict(n_resamples=n_boot, confidence_level=level, method="percentile", rng=rng)
+    if v is None:
+        q = _null_quantiles(int(k), int(m), None, _BOOT_GRID)
 
-    def dist(a: np.ndarray, b: np.ndarray | None) -> float:
-        return wasserstein1(a, b) if b is not None else wasserstein1_to_null(a, k, m, n_grid=20_000)
+        def to_null(a: np.ndarray, axis: int = -1) -> np.ndarray:
+            return _w1_to_quantiles(np.sort(a, axis=axis), q)
 
-    v_arr = None if v is None else _sample(v)
-    reps = np.empty(n_boot)
-    for r in range(n_boot):
-        ub = rng.choice(u, u.size)
-        vb = None if v_arr is None else rng.choice(v_arr, v_arr.size)
-        reps[r] = dist(ub, vb)
-    alpha = (1 - level) / 2
-    return BootstrapCI(dist(u, v_arr), float(np.quantile(reps, alpha)), float(np.quantile(reps, 1 - alpha)),
-                       level, n_boot)
+        estimate = float(to_null(u))
+        res = sps.bootstrap((u,), to_null, vectorized=True, batch=max(1, 4_000_000 // _BOOT_GRID), **options)
+    else:
+        v = _sample(v, "second sample")
+        estimate = wasserstein1(u, v)
+        res = sps.bootstrap((u, v), sps.wasserstein_distance, vectorized=False, **options)
+    ci = res.confidence_interval
+    return BootstrapCI(estimate, float(ci.low), float(ci.high), level, n_boot)
+
+
+def format_p(p: float, n_mc: int | None = None) -> str:
+    """A p-value as printed in the report.
+
+    With ``n_mc`` (a Monte Carlo p-value (1 + #{T_mc >= T_obs}) / (1 + n_mc), Davison & Hinkley
+    1997 eq. 4.11) the smallest value it can take is the floor 1/(n_mc + 1); a p-value at the
+    floor is written "p ≤ 0.001" with the floor rounded up to one significant digit, since the
+    test cannot say how far below it the truth lies. Otherwise "p = 0.023" (three decimals) from
+    0.001 up, and below 0.001 (an analytic p-value, or a Monte Carlo one with a very large
+    n_mc) the next power of ten above it: "p < 1e-6".
+    """
+    p = float(p)
+    if not 0.0 <= p <= 1.0:  # also NaN
+        raise ValueError(f"a p-value lies in [0, 1], got {p}")
+    if n_mc is not None:
+        if not isinstance(n_mc, (int, np.integer)) or n_mc < 1:
+            raise ValueError(f"n_mc must be a positive integer, got {n_mc!r}")
+        floor = 1.0 / (n_mc + 1)
+        if p <= floor * (1 + 1e-9):
+            return f"p ≤ {_tidy(_round_up(floor))}"
+    if p >= 0.001:
+        return f"p = {p:.3f}"
+    if p == 0.0:
+        return "p < 1e-300"
+    return f"p < {_tidy(10.0 ** (np.floor(np.log10(p)) + 1))}"
+
+
+def _round_up(x: float) -> float:
+    """``x`` > 0 rounded up to one significant digit (0.000999 -> 0.001, 0.004975 -> 0.005)."""
+    exp = np.floor(np.log10(x))
+    return float(np.ceil(round(x / 10.0**exp, 9)) * 10.0**exp)
+
+
+def _tidy(x: float) -> str:
+    """0.005, 0.001, then 1e-4, 1e-6, 3e-7: short, and never rounded down."""
+    if x >= 1e-3:
+        return np.format_float_positional(x, trim="-")
+    mantissa, exp = f"{x:.0e}".split("e")
+    return f"{mantissa}e{int(exp)}"
 
 
 @dataclass
@@ -122,7 +189,7 @@ class TruncatedNullTest:
     statistic: W1 of the sample to the truncated null; ``expected`` and ``spread`` are the mean
     and standard deviation of that W1 over ``n_mc`` samples of the same size drawn from the
     truncated null itself (what chance alone gives at this n); ``p_value`` =
-    (1 + #{W1_mc >= W1_obs}) / (1 + n_mc)."""
+    (1 + #{W1_mc >= W1_obs}) / (1 + n_mc), at least ``p_floor`` = 1/(n_mc + 1)."""
 
     n: int
     cutoff: float
@@ -135,42 +202,85 @@ class TruncatedNullTest:
     def consistent(self, level: float = 0.05) -> bool:
         return self.p_value > level
 
+    @property
+    def p_floor(self) -> float:
+        """The smallest p-value ``n_mc`` draws can give: 1/(n_mc + 1)."""
+        return 1.0 / (self.n_mc + 1)
+
+    @property
+    def at_floor(self) -> bool:
+        """No null draw reached the observed W1: the p-value is the floor, an upper bound."""
+        return self.p_value <= self.p_floor * (1 + 1e-9)
+
+    @property
+    def p_text(self) -> str:
+        """The p-value as the report prints it (:func:`format_p`): "p ≤ 0.001" at the floor."""
+        return format_p(self.p_value, self.n_mc)
+
 
 _GRID = 4096  # quantile levels at which W1 to the truncated null is evaluated
+_TABLE = 65_536  # intervals of the quantile table that null samples are drawn through
 
 
-def _w1_to_quantiles(sorted_samples: np.ndarray, q_null: np.ndarray) -> np.ndarray:
-    """W1 = ∫_0^1 |Q_emp(u) - Q_null(u)| du at the midpoints u_l = (l + 1/2)/L of ``q_null``'s grid,
-    for each row of ``sorted_samples`` [R, n] (rows sorted ascending)."""
-    n = sorted_samples.shape[-1]
-    levels = (np.arange(q_null.size) + 0.5) / q_null.size
-    idx = np.minimum((levels * n).astype(np.int64), n - 1)
-    return np.abs(sorted_samples[..., idx] - q_null).mean(-1)
+@functools.lru_cache(maxsize=32)
+def _truncated_table(k: int, m: int, cutoff: float) -> np.ndarray:
+    """The truncated null's quantile at l/_TABLE, l = 0 … _TABLE (read-only)."""
+    table = nulls.truncated_quantile(np.linspace(0, 1, _TABLE + 1), k, m, cutoff)
+    table.setflags(write=False)
+    return table
+
+
+def _truncated_mc(samples: np.ndarray, k: int, m: int, cutoff: float, n_mc: int, seed: int):
+    """``scipy.stats.monte_carlo_test`` of each row of ``samples`` [S, n] against the null
+    truncated below ``cutoff``: rvs draws n values by inverse-CDF sampling (a uniform through
+    linear interpolation of the quantile table), the statistic is W1 to the truncated null's
+    quantiles (the same for the observed rows and the draws), alternative "greater". All rows
+    share one null distribution, drawn from ``numpy.random.default_rng(seed)`` in batches of at
+    most ~2M values, so the same inputs give the same p-values, alone or together."""
+    k, m, cutoff, n_mc = int(k), int(m), float(cutoff), int(n_mc)
+    n = samples.shape[-1]
+    table = _truncated_table(k, m, cutoff)
+    q_null = _null_quantiles(k, m, cutoff, _GRID)
+    rng = np.random.default_rng(seed)
+
+    def rvs(size: tuple[int, ...]) -> np.ndarray:
+        pos = rng.uniform(size=size) * _TABLE
+        i = np.minimum(pos.astype(np.int64), _TABLE - 1)
+        w = pos - i
+        return table[i] * (1 - w) + table[i + 1] * w
+
+    def w1(x: np.ndarray, axis: int = -1) -> np.ndarray:
+        return _w1_to_quantiles(np.sort(x, axis=axis), q_null)
+
+    return sps.monte_carlo_test(samples, rvs, w1, vectorized=True, n_resamples=n_mc,
+                                batch=max(1, 2_000_000 // n), alternative="greater", axis=-1)
 
 
 def truncated_null_distribution(n: int, k: int, m: int, cutoff: float, n_mc: int = 1000,
                                 seed: int = 0) -> np.ndarray:
-    """W1 to the truncated null of ``n_mc`` samples of size ``n`` drawn from it (inverse-CDF
-    sampling through a 65,536-point quantile table; the same statistic as the observed one).
-    Cached per arguments: a chapter tests many sets of the same size."""
-    return _truncated_null_distribution(int(n), int(k), int(m), float(cutoff), int(n_mc), int(seed)).copy()
-
-
-@functools.lru_cache(maxsize=64)
-def _truncated_null_distribution(n: int, k: int, m: int, cutoff: float, n_mc: int, seed: int) -> np.ndarray:
+    """W1 to the truncated null of ``n_mc`` samples of size ``n`` drawn from it: the null
+    distribution :func:`truncated_null_test` compares with, for the same ``seed``."""
     if n <= 0:
         raise ValueError("the sample to test is empty")
-    table_levels = np.linspace(0, 1, 65_537)
-    table = nulls.truncated_quantile(table_levels, k, m, cutoff)
-    q_null = nulls.truncated_quantile((np.arange(_GRID) + 0.5) / _GRID, k, m, cutoff)
-    rng = np.random.default_rng(seed)
-    out = np.empty(n_mc)
-    chunk = max(1, 2_000_000 // n)  # bounded memory: at most ~2M draws at once
-    for start in range(0, n_mc, chunk):
-        r = min(chunk, n_mc - start)
-        draws = np.sort(np.interp(rng.uniform(size=(r, n)), table_levels, table), axis=1)
-        out[start:start + r] = _w1_to_quantiles(draws, q_null)
-    return out
+    placeholder = np.zeros((1, int(n)))  # the null distribution does not depend on the data
+    return np.asarray(_truncated_mc(placeholder, k, m, cutoff, n_mc, seed).null_distribution).ravel()
+
+
+def truncated_null_tests(samples, k: int, m: int, cutoff: float, n_mc: int = 1000,
+                         seed: int = 0) -> list[TruncatedNullTest]:
+    """:func:`truncated_null_test` of several samples of the same size at once, against one
+    shared null distribution (each result equals the single-sample test with the same seed);
+    ``samples`` is a sequence of equal-length samples or a 2-D array, one sample per row."""
+    rows = [_sample(s, "low part") for s in samples]
+    if not rows:
+        raise ValueError("no samples to test")
+    if len({r.size for r in rows}) != 1:
+        raise ValueError(f"samples of one size only, got sizes {sorted({r.size for r in rows})}")
+    res = _truncated_mc(np.stack(rows), k, m, cutoff, n_mc, seed)
+    mc = np.asarray(res.null_distribution).ravel()
+    return [TruncatedNullTest(rows[0].size, float(cutoff), float(w), float(mc.mean()), float(mc.std()), float(p),
+                              int(n_mc))
+            for w, p in zip(np.atleast_1d(res.statistic), np.atleast_1d(res.pvalue), strict=True)]
 
 
 def truncated_null_test(sample, k: int, m: int, cutoff: float, n_mc: int = 1000,
@@ -179,15 +289,11 @@ def truncated_null_test(sample, k: int, m: int, cutoff: float, n_mc: int = 1000,
     K dimensions and M reference features, judged at its own sample size n?
 
     The null restricted to the same region is G(x)/G(cutoff) on x < cutoff. The observed W1 is
-    compared with the W1 of ``n_mc`` samples of the same n drawn from that truncated null, so
-    the test's size is calibrated at every n (tests/core/test_nulls_stats.py checks about 5%
-    rejections of null samples at n = 50, 200, 1000)."""
-    x = np.sort(_sample(sample, "low part"))
-    q_null = nulls.truncated_quantile((np.arange(_GRID) + 0.5) / _GRID, k, m, cutoff)
-    observed = float(_w1_to_quantiles(x[None, :], q_null)[0])
-    mc = truncated_null_distribution(x.size, k, m, cutoff, n_mc, seed)
-    p = (1 + int((mc >= observed).sum())) / (1 + n_mc)
-    return TruncatedNullTest(int(x.size), float(cutoff), observed, float(mc.mean()), float(mc.std()), p, n_mc)
+    compared with the W1 of ``n_mc`` samples of the same n drawn from that truncated null
+    (``scipy.stats.monte_carlo_test``, p = (1 + #{W1_mc >= W1_obs}) / (1 + n_mc)), so the test's
+    size is calibrated at every n (tests/core/test_nulls_stats.py checks about 5% rejections of
+    null samples at n = 50, 200, 1000)."""
+    return truncated_null_tests([sample], k, m, cutoff, n_mc, seed)[0]
 
 
 def expected_w1_between_samples(n: int, k: int, m: int, cutoff: float | None, n_mc: int = 200,

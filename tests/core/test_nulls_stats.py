@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from scipy import integrate
+from scipy import stats as sps
 from scipy.stats import wasserstein_distance
 
 from sae_core import nulls
@@ -15,6 +16,9 @@ from sae_core.stats import (
     histogram_modes,
     null_cutoff,
     split_high_low,
+    truncated_null_distribution,
+    truncated_null_test,
+    truncated_null_tests,
     wasserstein1,
     wasserstein1_to_null,
 )
@@ -191,33 +195,57 @@ def test_truncated_quantile_is_the_conditional_null():
 def test_truncated_null_test_is_calibrated(n):
     """Samples drawn from the truncated null itself (exact inverse CDF, not the test's own
     table) are called consistent with chance in about 95% of 300 trials."""
-    from sae_core.stats import truncated_null_test
-
     k, m = 128, 8192
     cut = null_cutoff(k, m, 0.99)
     rng = np.random.default_rng(n)
-    rejected = 0
     trials = 300
-    for _ in range(trials):
-        sample = nulls.truncated_quantile(rng.uniform(size=n), k, m, cut)
-        rejected += not truncated_null_test(sample, k, m, cut, n_mc=1000, seed=7).consistent(0.05)
-    rate = rejected / trials
+    samples = [nulls.truncated_quantile(rng.uniform(size=n), k, m, cut) for _ in range(trials)]
+    results = truncated_null_tests(samples, k, m, cut, n_mc=1000, seed=7)
+    rate = np.mean([not r.consistent(0.05) for r in results])
     assert 0.01 <= rate <= 0.10, rate  # 5% +- 3.3 standard errors of a binomial(300, 0.05)
+    # p-values of null samples are uniform on the grid {1, ..., n_mc + 1}/(n_mc + 1)
+    p = np.array([r.p_value for r in results])
+    assert sps.kstest(p, "uniform").pvalue > 1e-3
+
+
+def test_truncated_null_tests_together_equal_each_alone():
+    """One shared null distribution: the batched call gives each sample the p-value, W1 and
+    chance level of the single-sample test with the same seed; another seed gives another
+    (Monte Carlo) p-value; the null distribution is the public one."""
+    k, m = 128, 8192
+    cut = null_cutoff(k, m, 0.99)
+    rng = np.random.default_rng(2)
+    samples = [nulls.truncated_quantile(rng.uniform(size=150), k, m, cut) + shift for shift in (0.0, 0.004, 0.02)]
+    together = truncated_null_tests(samples, k, m, cut, n_mc=400, seed=3)
+    for s, t in zip(samples, together, strict=True):
+        assert truncated_null_test(s, k, m, cut, n_mc=400, seed=3) == t
+    assert truncated_null_test(samples[0], k, m, cut, n_mc=400, seed=3) == truncated_null_test(
+        samples[0], k, m, cut, n_mc=400, seed=3)
+    mc = truncated_null_distribution(150, k, m, cut, n_mc=400, seed=3)
+    assert together[0].expected == pytest.approx(mc.mean()) and together[0].spread == pytest.approx(mc.std())
+    assert together[1].p_value == pytest.approx((1 + np.sum(mc >= together[1].w1)) / 401)
+    assert together[2].at_floor and together[2].p_text == "p ≤ 0.003"  # 1/401 = 0.00249
+    with pytest.raises(ValueError, match="one size"):
+        truncated_null_tests([samples[0], samples[1][:10]], k, m, cut)
+
+
+def test_truncated_null_test_statistic_is_w1_to_the_truncated_null():
+    """The observed statistic, by brute force: scipy's W1 between the sample and a dense
+    sample of the truncated null's quantiles."""
+    k, m, cut = 64, 2048, 0.45
+    x = np.random.default_rng(4).uniform(0.2, 0.44, size=300)
+    dense = nulls.truncated_quantile((np.arange(100_000) + 0.5) / 100_000, k, m, cut)
+    assert truncated_null_test(x, k, m, cut, n_mc=50).w1 == pytest.approx(wasserstein_distance(x, dense), abs=2e-4)
 
 
 def test_truncated_null_test_rejects_a_small_shift():
-    from sae_core.stats import truncated_null_test
-
     k, m = 128, 8192
     cut = null_cutoff(k, m, 0.99)
     rng = np.random.default_rng(11)
-    trials, rejected = 100, 0
-    for _ in range(trials):
-        sample = nulls.truncated_quantile(rng.uniform(size=1000), k, m, cut) + 0.02
-        result = truncated_null_test(sample, k, m, cut, n_mc=1000, seed=7)
-        rejected += not result.consistent(0.05)
-    assert rejected / trials >= 0.9
-    assert result.w1 > result.expected + 3 * result.spread
+    samples = [nulls.truncated_quantile(rng.uniform(size=1000), k, m, cut) + 0.02 for _ in range(100)]
+    results = truncated_null_tests(samples, k, m, cut, n_mc=1000, seed=7)
+    assert np.mean([not r.consistent(0.05) for r in results]) >= 0.9
+    assert all(r.w1 > r.expected + 3 * r.spread for r in results)
 
 
 def test_old_bootstrap_rule_was_miscalibrated_and_the_new_test_is_not():
@@ -226,8 +254,6 @@ def test_old_bootstrap_rule_was_miscalibrated_and_the_new_test_is_not():
     dictionaries of the full size (4096 features). At equal n that comparison is unfair to a
     small low part, so exact-null samples of n = 200 are called distinguishable far more often
     than 5%; the Monte Carlo test at the sample's own n is not."""
-    from sae_core.stats import truncated_null_test
-
     k, m, n, full = 128, 8192, 200, 4096
     cut = 0.5  # the old rule's cutoff; at K = 128, M = 8192 the null has all its mass below it
     rng = np.random.default_rng(5)
