@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from sae_core import __version__
@@ -170,14 +171,56 @@ class Family:
         """False for dictionaries read without a model and site: no firing, dead-latent or tree analysis."""
         return self.source is not None
 
-    def sample(self, n: int, offset: int = 10**6) -> torch.Tensor:
-        """``n`` activations from batch index ``offset`` of the source: for the synthetic source
-        fresh samples the training never saw; for a stored LM source rows of the same store
-        (in another shuffled order), since the corpus is finite."""
+    @property
+    def heldout_available(self) -> int | None:
+        """Held-out activations there are: rows of the documents the SAEs never trained on for a
+        language model; None (unlimited) for the synthetic source, which draws fresh samples."""
+        if self.source is None:
+            return 0
+        store = getattr(self.source, "heldout", None)
+        return len(store) if store is not None else None
+
+    def heldout_n(self, n: int) -> int:
+        """How many held-out activations a request for ``n`` gets: ``n``, or all there are."""
+        available = self.heldout_available
+        return n if available is None else min(n, available)
+
+    def sample(self, n: int) -> torch.Tensor:
+        """The first ``n`` held-out activations in one fixed order (so a smaller sample is a prefix
+        of a larger one; capped at what there is, see :meth:`heldout_n`), scaled as in training.
+        Synthetic: fresh samples from batch offset 10**6 of the stream, which training never
+        reaches. Language model: rows of held-out documents (``lm.heldout_share``), in a seeded
+        shuffled order."""
         if self.source is None:
             raise NoActivations("these dictionaries were read without a model and site to take activations from; "
                                 "set `lm` (model, site, corpus) to get firing, dead-latent and tree analyses")
-        return self.source.batch(offset, n) * self.activation_scale
+        store = getattr(self.source, "heldout", None)
+        if store is None:
+            if n <= 0:
+                raise ValueError(f"need a positive number of held-out activations, got {n}")
+            return self.source.batch(10**6, n) * self.activation_scale
+        order = self.heldout_order()[: self.heldout_n(n)]
+        rows = np.sort(order)  # memory-mapped reads in row order, then back to the fixed order
+        return torch.from_numpy(_gather(store, rows)[np.searchsorted(rows, order)]) * self.activation_scale
+
+    def heldout_order(self) -> np.ndarray:
+        """The fixed, seeded order of the held-out store's rows that :meth:`sample` takes prefixes of."""
+        if "heldout_order" not in self.memo:
+            store = self.source.heldout
+            self.memo["heldout_order"] = np.random.default_rng([int(self.params.get("seed", 0)), 7]).permutation(
+                len(store))
+        return self.memo["heldout_order"]
+
+
+def _gather(store, rows: np.ndarray) -> np.ndarray:
+    """Rows ``rows`` (sorted) of a store, read shard by shard."""
+    out = np.empty((len(rows), store.d), np.float32)
+    for i in range(len(store.shards)):
+        lo, hi = int(store.offsets[i]), int(store.offsets[i + 1])
+        sel = (rows >= lo) & (rows < hi)
+        if sel.any():
+            out[sel] = store.shards[i][rows[sel] - lo]
+    return out
 
 
 def ensure_family(params: Mapping[str, Any], progress: bool = True) -> Family:

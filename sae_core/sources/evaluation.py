@@ -247,13 +247,15 @@ def language_model(lm_params: dict[str, Any]):
 def evaluate_saes(lm_params: dict[str, Any], saes: dict[int, Callable[[torch.Tensor], torch.Tensor]],
                   n_batches: int = 8, scale: float = 1.0) -> dict[int, LossRecovered]:
     """:func:`ce_loss_recovered` of each SAE on the first ``n_batches`` token batches of the
-    source's corpus (rows of ``context`` tokens, ``batch_size`` rows)."""
-    from sae_core.sources.lm_source import iter_documents, token_batches
+    source's held-out documents (``lm.heldout_share``; the SAEs never trained on them), in rows
+    of ``context`` tokens, ``batch_size`` rows."""
+    from sae_core.sources.lm_source import iter_documents, split_documents, token_batches
 
     lm, site, tokenizer, cfg = language_model(lm_params)
     out = {}
     for size, sae in saes.items():
-        docs = iter_documents(cfg.corpus, cfg.text_field, limit=cfg.max_documents)
-        batches = token_batches(tokenizer, docs, cfg.context, cfg.batch_size)
+        docs = split_documents(iter_documents(cfg.corpus, cfg.text_field, limit=cfg.max_documents),
+                               cfg.heldout_share, heldout=True)
+        batches = token_batches(tokenizer, (text for _, text in docs), cfg.context, cfg.batch_size)
         out[size] = ce_loss_recovered(lm, site, sae, batches, scale=scale, max_batches=n_batches)
     return out

@@ -44,6 +44,11 @@ class LMSourceConfig:
     tokens: int = 1_000_000  # activations to extract (after masking)
     skip_first: bool = True  # drop each row's first token (attention-sink outliers)
     max_documents: int = 200_000  # documents read from the corpus (GPT + tokenizer training)
+    # Share of the corpus's documents held out from SAE training (chosen by a hash of each
+    # document's index): every held-out figure (firing density, FVE, loss recovered) reads them.
+    # The GPT itself trains on every document; the SAEs never see a held-out one.
+    heldout_share: float = 0.5
+    heldout_tokens: int = 1_000_000  # at most this many held-out activations are extracted
     gpt_steps: int = 3000  # replication GPT: optimizer steps
     gpt_batch_size: int = 64
     vocab_size: int = 4096
@@ -51,9 +56,27 @@ class LMSourceConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        for name in ("context", "batch_size", "tokens", "max_documents", "gpt_steps", "gpt_batch_size", "vocab_size"):
+        for name in ("context", "batch_size", "tokens", "max_documents", "gpt_steps", "gpt_batch_size", "vocab_size",
+                     "heldout_tokens"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"LMSourceConfig.{name} must be positive")
+        if not 0.0 < self.heldout_share < 1.0:
+            raise ValueError(f"LMSourceConfig.heldout_share must be in (0, 1), got {self.heldout_share}")
+
+
+def is_heldout(index: int, share: float) -> bool:
+    """Whether document ``index`` (0-based, in corpus order) is held out from SAE training: a hash
+    of the index below ``share``, so the split needs no pass over the corpus and interleaves
+    the two parts through it."""
+    digest = hashlib.blake2b(str(index).encode(), digest_size=8, person=b"sae-heldout").digest()
+    return int.from_bytes(digest, "big") / 2.0**64 < share
+
+
+def split_documents(documents: Iterator[str], share: float, heldout: bool) -> Iterator[tuple[int, str]]:
+    """(corpus index, text) of the documents in one part of the split."""
+    for index, doc in enumerate(documents):
+        if is_heldout(index, share) == heldout:
+            yield index, doc
 
 
 def _key(data: dict[str, Any]) -> str:
@@ -109,16 +132,30 @@ def token_batches(tokenizer, documents: Iterator[str], context: int, batch_size:
                   ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Rows of at most ``context`` tokens (long documents are cut into several), right-padded
     per batch; yields (input_ids [B, T], attention_mask [B, T])."""
+    for ids, mask, _, _ in located_token_batches(tokenizer, enumerate(documents), context, batch_size):
+        yield ids, mask
+
+
+def located_token_batches(tokenizer, documents: Iterator[tuple[int, str]], context: int, batch_size: int
+                          ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """As :func:`token_batches` over (corpus index, text) pairs, also yielding where each row
+    comes from: (input_ids [B, T], attention_mask [B, T], document index [B], first token's
+    position in the document [B])."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    rows: list[list[int]] = []
-    for doc in documents:
+    rows: list[tuple[list[int], int, int]] = []
+
+    def emit(chunk: list[tuple[list[int], int, int]]):
+        ids, mask = _pad([r[0] for r in chunk], pad)
+        return ids, mask, torch.tensor([r[1] for r in chunk]), torch.tensor([r[2] for r in chunk])
+
+    for index, doc in documents:
         ids = tokenizer(doc)["input_ids"]
-        rows.extend(ids[i : i + context] for i in range(0, len(ids), context))
+        rows.extend((ids[i : i + context], index, i) for i in range(0, len(ids), context))
         while len(rows) >= batch_size:
-            yield _pad(rows[:batch_size], pad)
+            yield emit(rows[:batch_size])
             rows = rows[batch_size:]
     if rows:
-        yield _pad(rows, pad)
+        yield emit(rows)
 
 
 def _pad(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,30 +168,43 @@ def _pad(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, mask
 
 
-def extract_activations(lm, site: lm_sites.Site, batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+def extract_activations(lm, site: lm_sites.Site, batches: Iterator[tuple[torch.Tensor, ...]],
                         store_path: Path, meta: dict[str, Any], tokens: int, skip_first: bool,
                         device: torch.device, progress: bool = True,
                         on_batch: Callable[[int], None] | None = None) -> ActivationStore:
     """Run ``lm`` over ``batches`` and store the site's activations at real tokens.
 
+    Batches are (input_ids, attention_mask) or, from :func:`located_token_batches`, also
+    (document index, first position) per row: then the store keeps each activation's token id,
+    document and position in the document (columns ``token_id``, ``doc``, ``pos``).
     Resumes an interrupted ``.partial`` store: batches already stored are skipped (the
     batch order is deterministic). ``on_batch(i)`` runs after batch ``i`` (tests use it).
     """
     writer: StoreWriter | None = None
     bar = tqdm(total=tokens, disable=not progress, desc=f"extract {site.name}", unit="tok")
-    for i, (ids, mask) in enumerate(batches):
+    for i, batch in enumerate(batches):
+        ids, mask = batch[0], batch[1]
         if writer is not None and i < writer.cursor:
             continue
         acts = lm_sites.read_site(lm, site, ids.to(device), mask.to(device))
-        keep = lm_sites.token_mask(mask, skip_first).to(acts.device)
+        keep_cpu = lm_sites.token_mask(mask, skip_first)
+        keep = keep_cpu.to(acts.device)
         rows = acts[keep].float().cpu()  # [n_kept, d]
+        columns = None
+        if len(batch) == 4:  # where each kept activation sits in the corpus
+            doc, start = batch[2], batch[3]
+            positions = start[:, None] + torch.arange(ids.shape[1])[None, :]  # [B, T]
+            columns = {"token_id": ids[keep_cpu].numpy(), "doc": doc[:, None].expand_as(ids)[keep_cpu].numpy(),
+                       "pos": positions[keep_cpu].numpy()}
         if writer is None:
             writer = StoreWriter(store_path, rows.shape[1], meta)
             bar.update(writer.rows)
             if i < writer.cursor:
                 continue
         rows = rows[: tokens - writer.rows]
-        writer.add(rows, cursor=i + 1)
+        if columns is not None:
+            columns = {k: v[: len(rows)] for k, v in columns.items()}
+        writer.add(rows, cursor=i + 1, columns=columns)
         bar.update(len(rows))
         if on_batch is not None:
             on_batch(i)
@@ -215,10 +265,13 @@ def lm_source(params: dict[str, Any], progress: bool = True) -> StoreSource:
         "hook_name": cfg.site if site_match else None,
         "layer": int(site_match.group(1)) if site_match else None,
         "corpus": cfg.corpus, "context": cfg.context, "tokens": cfg.tokens, "skip_first": cfg.skip_first,
-        "max_documents": cfg.max_documents,
+        "max_documents": cfg.max_documents, "heldout_share": cfg.heldout_share, "columns": ["token_id", "doc", "pos"],
     }
-    path = cache / "activations" / _key(meta)
-    if not (path / "meta.json").is_file():
+    parts = {"train": (meta, cfg.tokens),
+             "heldout": ({**meta, "part": "heldout", "tokens": cfg.heldout_tokens}, cfg.heldout_tokens)}
+    paths = {part: cache / "activations" / _key(m) for part, (m, _) in parts.items()}
+    missing = [part for part, path in paths.items() if not (path / "meta.json").is_file()]
+    if missing:
         model, tokenizer = replication_gpt(cfg, cache, progress)[:2] if cfg.model == REPLICATION_GPT else (None, None)
         if model is None:
             lm = lm_sites.load_language_model(cfg.model, device=str(device))
@@ -228,13 +281,20 @@ def lm_source(params: dict[str, Any], progress: bool = True) -> StoreSource:
         else:
             lm = lm_sites.wrap(model.to(device), tokenizer)
         site = lm_sites.resolve_site(lm._model if hasattr(lm, "_model") else lm._module, cfg.site)
-        docs = iter_documents(cfg.corpus, cfg.text_field, limit=cfg.max_documents)
-        batches = token_batches(tokenizer, docs, cfg.context, cfg.batch_size)
-        start = time.perf_counter()
-        stage(f"activations {path.name}: up to {cfg.tokens:,} at {cfg.site}")
-        store = extract_activations(lm, site, batches, path, meta, cfg.tokens, cfg.skip_first, device, progress)
-        stage(f"activations {path.name}: {len(store):,} rows extracted in {time.perf_counter() - start:.0f} s")
-    return StoreSource(ActivationStore(path), seed=params.get("seed", 0))
+        for part in missing:
+            part_meta, limit = parts[part]
+            docs = split_documents(iter_documents(cfg.corpus, cfg.text_field, limit=cfg.max_documents),
+                                   cfg.heldout_share, heldout=part == "heldout")
+            batches = located_token_batches(tokenizer, docs, cfg.context, cfg.batch_size)
+            start = time.perf_counter()
+            stage(f"activations {paths[part].name} ({part} documents): up to {limit:,} at {cfg.site}")
+            store = extract_activations(lm, site, batches, paths[part], part_meta, limit, cfg.skip_first, device,
+                                        progress)
+            stage(f"activations {paths[part].name}: {len(store):,} {part} rows extracted in "
+                  f"{time.perf_counter() - start:.0f} s")
+    source = StoreSource(ActivationStore(paths["train"]), seed=params.get("seed", 0))
+    source.heldout = ActivationStore(paths["heldout"])  # documents the SAEs never train on
+    return source
 
 
 def gpt_report(lm_params: dict[str, Any]) -> dict[str, Any] | None:

@@ -4,6 +4,10 @@ Layout of a finished store ``<root>/<key>/``::
 
     meta.json            # model, site, corpus, token count, dtype, d, shard sizes
     shard_00000.npy ...  # float32 [rows, d] each
+    shard_00000.token_id.npy ...  # optional int32 [rows] per row: token id, document, position
+
+The optional per-row columns (``token_id``, ``doc``, ``pos`` for a language model) let any
+row be shown in its context: document ``doc`` of the corpus, token ``pos`` of it.
 
 While it is written, shards go to ``<key>.partial/`` with a ``progress.json`` naming
 how far the input got; an interrupted extraction resumes after its last complete shard,
@@ -51,12 +55,13 @@ class StoreWriter:
         else:
             progress = {"meta": meta, "shards": [], "cursor": 0}
         # drop shards written after the last progress record (a kill between the two writes)
-        known = {s["file"] for s in progress["shards"]}
+        known = {s["file"][:-4] for s in progress["shards"]}
         for stray in self.partial.glob("shard_*.npy"):
-            if stray.name not in known:
+            if stray.name.split(".")[0] not in known:
                 stray.unlink()
         self.progress = progress
         self._buffer: list[np.ndarray] = []
+        self._columns: dict[str, list[np.ndarray]] = {}
         self._buffered = 0
 
     @property
@@ -68,13 +73,24 @@ class StoreWriter:
     def rows(self) -> int:
         return sum(s["rows"] for s in self.progress["shards"]) + self._buffered
 
-    def add(self, rows: torch.Tensor | np.ndarray, cursor: int) -> None:
-        """Add rows produced by the input up to ``cursor``; full shards are flushed to disk."""
+    def add(self, rows: torch.Tensor | np.ndarray, cursor: int,
+            columns: dict[str, np.ndarray] | None = None) -> None:
+        """Add rows produced by the input up to ``cursor``; full shards are flushed to disk.
+        ``columns``: optional int32 values per row (e.g. ``token_id``, ``doc``, ``pos``), the same
+        names on every call."""
         arr = np.asarray(rows.detach().cpu() if isinstance(rows, torch.Tensor) else rows, dtype=np.float32)
         if arr.ndim != 2 or arr.shape[1] != self.d:
             raise ValueError(f"store rows must be [n, {self.d}], got {arr.shape}")
         if not np.isfinite(arr).all():
             raise ValueError("activations contain NaN or inf")
+        columns = columns or {}
+        if self._columns and set(columns) != set(self._columns):
+            raise ValueError(f"store columns changed from {sorted(self._columns)} to {sorted(columns)}")
+        for name, values in columns.items():
+            values = np.asarray(values, dtype=np.int32)
+            if values.shape != (arr.shape[0],):
+                raise ValueError(f"column {name!r} must have one value per row ({arr.shape[0]}), got {values.shape}")
+            self._columns.setdefault(name, []).append(values)
         self._buffer.append(arr)
         self._buffered += arr.shape[0]
         self._pending_cursor = cursor
@@ -89,11 +105,17 @@ class StoreWriter:
         tmp = self.partial / f".{name}.tmp"
         with open(tmp, "wb") as fh:
             np.save(fh, data)
+        for column, parts in self._columns.items():  # side files first: the shard counts once recorded
+            col_tmp = self.partial / f".{name[:-4]}.{column}.npy.tmp"
+            with open(col_tmp, "wb") as fh:
+                np.save(fh, np.concatenate(parts))
+            os.replace(col_tmp, self.partial / f"{name[:-4]}.{column}.npy")
         os.replace(tmp, self.partial / name)
-        self.progress["shards"].append({"file": name, "rows": int(data.shape[0])})
+        self.progress["shards"].append({"file": name, "rows": int(data.shape[0]), "columns": sorted(self._columns)})
         self.progress["cursor"] = self._pending_cursor
         write_json_atomic(self.partial / PROGRESS, self.progress)
         self._buffer, self._buffered = [], 0
+        self._columns = {k: [] for k in self._columns}
 
     def close(self) -> Path:
         self._flush()
@@ -125,6 +147,15 @@ class ActivationStore:
                 raise ValueError(f"{self.path / s['file']} has shape {arr.shape} {arr.dtype}, "
                                  f"expected ({s['rows']}, {self.d}) float32")
         self.offsets = np.cumsum([0] + [a.shape[0] for a in self.shards])
+        names = [set(s.get("columns", [])) for s in self.meta["shards"]]
+        self.column_names = sorted(set.intersection(*names)) if names else []
+
+    def column(self, name: str) -> np.ndarray:
+        """One per-row int32 column over the whole store (e.g. ``token_id``), in row order."""
+        if name not in self.column_names:
+            raise KeyError(f"{self.path} has no per-row column {name!r} (it has {self.column_names or 'none'}); "
+                           "stores extracted before token ids were kept must be extracted again")
+        return np.concatenate([np.load(self.path / f"{s['file'][:-4]}.{name}.npy") for s in self.meta["shards"]])
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -160,6 +191,7 @@ class StoreSource:
         self.buffers_per_epoch = -(-self.n_blocks // self.blocks_per_buffer)
         self._cached: tuple[int, np.ndarray] | None = None
         self._bounds_cache: tuple[int, np.ndarray] | None = None
+        self.heldout: ActivationStore | None = None  # rows of documents this source never serves (lm_source sets it)
 
     def __len__(self) -> int:
         return len(self.store)
@@ -206,4 +238,8 @@ class StoreSource:
         return torch.from_numpy(np.concatenate(out))
 
     def describe(self) -> dict[str, Any]:
-        return {k: v for k, v in self.store.meta.items() if k != "shards"}
+        out = {k: v for k, v in self.store.meta.items() if k != "shards"}
+        out["train_rows"] = len(self.store)
+        if self.heldout is not None:
+            out["heldout_rows"] = len(self.heldout)
+        return out

@@ -12,10 +12,13 @@ from sae_core.sources import nnsight_sites as lm_sites
 from sae_core.sources.gpt import GPTConfig, GPTTrainConfig, build_model, load_gpt, train_gpt, train_tokenizer
 from sae_core.sources.lm_source import (
     VENDORED_CORPUS,
+    LMSourceConfig,
     _local_texts,
     extract_activations,
+    is_heldout,
     iter_documents,
     lm_source,
+    replication_gpt,
     token_batches,
 )
 from sae_core.sources.store import ActivationStore, StoreSource, StoreWriter
@@ -273,6 +276,31 @@ def test_lm_source_end_to_end_offline(tmp_path, monkeypatch):
     assert np.isfinite(prov["gpt_val_loss"])
     source = lm_source(params, progress=False)  # second call reuses the store
     assert len(source) == 3000
+
+    # held-out means held out: the two stores come from disjoint documents, chosen by is_heldout
+    train_docs, held_docs = set(source.store.column("doc")), set(source.heldout.column("doc"))
+    assert train_docs and held_docs and not train_docs & held_docs
+    assert all(is_heldout(int(d), 0.5) for d in held_docs) and not any(is_heldout(int(d), 0.5) for d in train_docs)
+    # each stored row is the token its columns name: re-tokenise the document independently
+    _, tokenizer, _, _ = replication_gpt(LMSourceConfig(**params["lm"]), tmp_path / "cache", progress=False)
+    docs = list(iter_documents(str(corpus)))
+    ids, doc, pos = (source.heldout.column(c) for c in ("token_id", "doc", "pos"))
+    for row in range(0, len(ids), 97):
+        assert tokenizer(docs[doc[row]])["input_ids"][pos[row]] == ids[row]
+    assert (pos % 32 != 0).all()  # skip_first drops each row's first token
+    # the family's held-out sample is those rows: a prefix of one fixed order, capped at what there is
+    x = family.sample(10**7)
+    assert x.shape[0] == len(source.heldout) == family.heldout_available
+    held = torch.from_numpy(source.heldout.rows(0, len(source.heldout)))
+    assert torch.equal(torch.sort(x, dim=0).values, torch.sort(held, dim=0).values)
+    assert torch.equal(family.sample(100), x[:100])
+
+
+def test_heldout_split_takes_its_share_of_documents():
+    share = np.mean([is_heldout(i, 0.2) for i in range(20000)])
+    assert abs(share - 0.2) < 0.01
+    with pytest.raises(ValueError, match="heldout_share"):
+        LMSourceConfig(heldout_share=1.0)
 
 
 def test_hub_corpus_and_model_offline_name_the_missing_network():
