@@ -14,6 +14,7 @@ bootstrap is ``scipy.stats.bootstrap``, the test of a low part against the trunc
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -312,6 +313,183 @@ def expected_w1_between_samples(n: int, k: int, m: int, cutoff: float | None, n_
 def null_cutoff(k: int, m: int, q: float = 0.99) -> float:
     """MCS above which a feature beats chance: the q-quantile of the analytic null for K, M."""
     return float(nulls.mcs_null_quantile(q, k, m))
+
+
+@dataclass
+class CountVsNull:
+    """k of n against a null rate p0: see :func:`count_vs_null`."""
+
+    k: int
+    n: int
+    p0: float
+    expected: float  # n * p0
+    ratio: float  # k / (n * p0)
+    rate: float  # k / n
+    rate_low: float  # two-sided Wilson interval of the rate
+    rate_high: float
+    p_value: float  # exact binomial test, ``alternative``
+    alternative: str
+    level: float
+
+    @property
+    def ratio_low(self) -> float:
+        """The rate interval in units of the null rate: rate_low / p0."""
+        return self.rate_low / self.p0
+
+    @property
+    def ratio_high(self) -> float:
+        return self.rate_high / self.p0
+
+    @property
+    def p_text(self) -> str:
+        return format_p(self.p_value)
+
+
+def count_vs_null(k: int, n: int, p0: float, *, alternative: str = "greater", level: float = 0.95) -> CountVsNull:
+    """Is a count of k events in n trials more than a null rate p0 predicts?
+
+    E.g. 11 of 76 alive low features recur in a second seed, where chance (the 99% cutoff)
+    predicts n·p0 = 0.76. Under the null K ~ Binomial(n, p0); ``scipy.stats.binomtest`` gives
+    the exact p-value (for "greater", P(K >= k) = Σ_{j>=k} C(n, j) p0^j (1-p0)^(n-j)), and its
+    ``proportion_ci(method="wilson")`` the two-sided Wilson (1927) score interval of the rate
+    at ``level``: the rates p with |k/n - p| <= z sqrt(p(1-p)/n), whatever ``alternative`` is.
+    ``ratio`` is the observed count over the expected one.
+    """
+    if isinstance(k, bool) or isinstance(n, bool) or not isinstance(k, (int, np.integer)) \
+            or not isinstance(n, (int, np.integer)):
+        raise ValueError(f"k and n must be integers, got {k!r} and {n!r}")
+    if n < 1:
+        raise ValueError(f"no trials (n = {n}): a rate needs n >= 1")
+    if not 0 <= k <= n:
+        raise ValueError(f"the count k must lie in [0, n] = [0, {n}], got {k}")
+    if not 0.0 < p0 < 1.0:
+        raise ValueError(f"the null rate p0 must lie in (0, 1), got {p0}")
+    if alternative not in ("greater", "less", "two-sided"):
+        raise ValueError(f"alternative must be 'greater', 'less' or 'two-sided', got {alternative!r}")
+    k, n, p0 = int(k), int(n), float(p0)
+    ci = sps.binomtest(k, n, p0, alternative="two-sided").proportion_ci(confidence_level=level, method="wilson")
+    p = sps.binomtest(k, n, p0, alternative=alternative).pvalue
+    return CountVsNull(k, n, p0, n * p0, k / (n * p0), k / n, float(ci.low), float(ci.high), float(p), alternative,
+                       level)
+
+
+@dataclass
+class Correlation:
+    """Pearson's r with its interval and p-value: see :func:`pearson_ci`."""
+
+    r: float
+    low: float
+    high: float
+    p_value: float
+    n: int
+    level: float
+
+    @property
+    def p_text(self) -> str:
+        return format_p(self.p_value)
+
+
+def _pair(x, y) -> tuple[np.ndarray, np.ndarray]:
+    x, y = _sample(x, "x"), _sample(y, "y")
+    if x.size != y.size:
+        raise ValueError(f"x and y need one value per point, got {x.size} and {y.size}")
+    if x.size < 3:
+        raise ValueError(f"need at least 3 points, got {x.size}")
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        raise ValueError("x or y is constant: the correlation is undefined")
+    return x, y
+
+
+def pearson_ci(x, y, level: float = 0.95) -> Correlation:
+    """Pearson's r of paired values, its interval and its p-value (``scipy.stats.pearsonr``).
+
+    The interval is Fisher's (1915, 1921): tanh(atanh(r) ± z_{(1+level)/2} / sqrt(n - 3)), for
+    independent points from a bivariate normal; the p-value tests r = 0 (two-sided, exact under
+    that model). Points that come in dependent groups need :func:`grouped_linear_fit` instead.
+    """
+    x, y = _pair(x, y)
+    res = sps.pearsonr(x, y)
+    ci = res.confidence_interval(confidence_level=level)
+    return Correlation(float(res.statistic), float(ci.low), float(ci.high), float(res.pvalue), int(x.size), level)
+
+
+@dataclass
+class GroupedFit:
+    """Least-squares line y = intercept + slope·x with percentile intervals from a bootstrap
+    over groups: see :func:`grouped_linear_fit`."""
+
+    slope: float
+    slope_low: float
+    slope_high: float
+    intercept: float
+    intercept_low: float
+    intercept_high: float
+    r: float
+    r_low: float
+    r_high: float
+    n_points: int
+    n_groups: int
+    n_boot: int
+    level: float
+
+
+def _weighted_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """(slope, intercept, r) of the weighted least-squares line, for each row of weights
+    ``w`` [..., N]: slope = Sxy/Sxx, intercept = ȳ - slope·x̄, r = Sxy/sqrt(Sxx Syy), with
+    weighted means and sums of centred products. NaN where x or y has no spread."""
+    total = w.sum(-1, keepdims=True)
+    dx = x - (w * x).sum(-1, keepdims=True) / total
+    dy = y - (w * y).sum(-1, keepdims=True) / total
+    sxx, syy, sxy = (w * dx * dx).sum(-1), (w * dy * dy).sum(-1), (w * dx * dy).sum(-1)
+    tiny = 1e-12 * max(float(np.ptp(x)), 1e-300) ** 2 * total[..., 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = np.where(sxx > tiny, sxy / sxx, np.nan)
+        intercept = (w * y).sum(-1) / total[..., 0] - slope * (w * x).sum(-1) / total[..., 0]
+        r = np.where((sxx > tiny) & (syy > 0), sxy / np.sqrt(sxx * syy), np.nan)
+    return np.stack([slope, intercept, r])
+
+
+def grouped_linear_fit(x, y, groups, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> GroupedFit:
+    """Least-squares fit of y on x, with intervals that respect dependent groups of points.
+
+    Points of one group (e.g. the nested sizes of one trained family) are not independent, so
+    the bootstrap resamples whole groups with replacement (the cluster or "case" bootstrap,
+    Davison & Hinkley 1997 §3.8; Field & Welsh 2007): a replicate that draws group g c_g times
+    is the fit with every point of g weighted c_g. ``scipy.stats.bootstrap`` draws the group
+    indices (seeded by ``seed``) and takes percentile intervals at ``level`` for slope, intercept
+    and Pearson r together. With one point per group it is the ordinary pairs bootstrap. Needs at
+    least 3 groups; raises if a replicate leaves x without spread (too few groups, or groups
+    each at a single x).
+    """
+    x, y = _pair(x, y)
+    labels = np.asarray(groups).ravel()
+    if labels.size != x.size:
+        raise ValueError(f"need one group label per point, got {labels.size} for {x.size} points")
+    _, group_of = np.unique(labels, return_inverse=True)
+    n_groups = int(group_of.max()) + 1
+    if n_groups < 3:
+        raise ValueError(f"a bootstrap over groups needs at least 3 groups, got {n_groups}")
+
+    def line(idx: np.ndarray, axis: int = -1) -> np.ndarray:
+        idx = np.moveaxis(np.asarray(idx), axis, -1)
+        flat = idx.reshape(-1, n_groups)
+        offsets = np.arange(flat.shape[0])[:, None] * n_groups
+        counts = np.bincount((flat + offsets).ravel(), minlength=flat.size).reshape(flat.shape)
+        out = _weighted_line(x, y, counts[:, group_of].astype(np.float64))
+        return out.reshape((3, *idx.shape[:-1]))
+
+    estimate = _weighted_line(x, y, np.ones_like(x))
+    with warnings.catch_warnings():  # a degenerate replicate is reported below, as an error
+        warnings.simplefilter("ignore", sps.DegenerateDataWarning)
+        res = sps.bootstrap((np.arange(n_groups),), line, n_resamples=n_boot, vectorized=True,
+                            batch=max(1, 2_000_000 // x.size), confidence_level=level, method="percentile",
+                            rng=np.random.default_rng(seed))
+    if np.isnan(res.bootstrap_distribution).any():
+        raise ValueError("some bootstrap replicates have no spread in x (or y): too few groups for this bootstrap")
+    low, high = res.confidence_interval
+    return GroupedFit(float(estimate[0]), float(low[0]), float(high[0]), float(estimate[1]), float(low[1]),
+                      float(high[1]), float(estimate[2]), float(low[2]), float(high[2]), int(x.size), n_groups,
+                      n_boot, level)
 
 
 @dataclass
