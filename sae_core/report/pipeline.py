@@ -188,17 +188,18 @@ class Family:
     def sample(self, n: int) -> torch.Tensor:
         """The first ``n`` held-out activations in one fixed order (so a smaller sample is a prefix
         of a larger one; capped at what there is, see :meth:`heldout_n`), scaled as in training.
-        Synthetic: fresh samples from batch offset 10**6 of the stream, which training never
-        reaches. Language model: rows of held-out documents (``lm.heldout_share``), in a seeded
+        Synthetic: fresh samples, batches of 4096 from index 10**6 of the stream, which training
+        never reaches. Language model: rows of held-out documents (``lm.heldout_share``), in a seeded
         shuffled order."""
         if self.source is None:
             raise NoActivations("these dictionaries were read without a model and site to take activations from; "
                                 "set `lm` (model, site, corpus) to get firing, dead-latent and tree analyses")
         store = getattr(self.source, "heldout", None)
-        if store is None:
-            if n <= 0:
-                raise ValueError(f"need a positive number of held-out activations, got {n}")
-            return self.source.batch(10**6, n) * self.activation_scale
+        if n <= 0:
+            raise ValueError(f"need a positive number of held-out activations, got {n}")
+        if store is None:  # fresh batches of 4096 from index 10**6: a smaller sample is a prefix of a larger
+            chunks = [self.source.batch(10**6 + i, 4096) for i in range(-(-n // 4096))]
+            return torch.cat(chunks)[:n] * self.activation_scale
         order = self.heldout_order()[: self.heldout_n(n)]
         rows = np.sort(order)  # memory-mapped reads in row order, then back to the fixed order
         return torch.from_numpy(_gather(store, rows)[np.searchsorted(rows, order)]) * self.activation_scale
