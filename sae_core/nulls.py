@@ -15,12 +15,26 @@ The MCS against M independent random features is the maximum of M such cosines::
 For K up to 4096 and M up to 10^6, F_K is within 1e-6 of 1 where G moves, so every
 quantity is computed from the upper tail S_K(x) = 1 - F_K(x) = I_{(1-x)/2}(a, a)
 and log F_K = log1p(-S_K), never as a power of a number rounded to 1.
+
+That null is right for directions uniform on the whole sphere: decoder rows still at their
+random initialisation. Trained features live where the activations do, and activations keep
+most of their variance in far fewer than d principal components, so chance reaches a much
+higher MCS there. :func:`span_null_mcs` and :func:`gaussian_null_mcs` sample that chance
+level for a given reference dictionary: directions uniform in the span of the top principal
+components of the activations, or drawn from a Gaussian with the activations' mean and
+covariance. When the activations fill exactly k dimensions isotropically and the reference
+rows are random inside them, the first is the analytic null with K = k.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import torch
 from scipy import integrate, special
+
+from sae_core.similarity import max_cosine_similarity
 
 
 def _check(k: int, m: int) -> None:
@@ -127,3 +141,144 @@ def truncated_quantile(q: np.ndarray, k: int, m: int, cutoff: float) -> np.ndarr
     if mass <= 0:
         raise ValueError(f"the MCS null for K={k}, M={m} has no mass below {cutoff}")
     return mcs_null_quantile(np.asarray(q, dtype=np.float64) * mass, k, m)
+
+
+# ------------------------------------------------------------------ chance inside the data's span
+def activation_moments(activations, chunk: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
+    """Mean [d] and covariance [d, d] (divisor n - 1) of activations [n, d] (NumPy or torch,
+    n >= 2), accumulated in float64 over chunks of rows so no float64 copy of the whole array
+    is made: cov = (Σ x xᵀ - n x̄ x̄ᵀ) / (n - 1)."""
+    x = activations if isinstance(activations, (np.ndarray, torch.Tensor)) else np.asarray(activations)
+    if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 1:
+        raise ValueError(f"activations must be [n >= 2, d >= 1], got shape {tuple(x.shape)}")
+    n, d = x.shape
+    total, second = np.zeros(d), np.zeros((d, d))
+    for start in range(0, n, chunk):
+        part = x[start:start + chunk]
+        part = np.asarray(part.detach().cpu() if isinstance(part, torch.Tensor) else part, dtype=np.float64)
+        if not np.isfinite(part).all():
+            raise ValueError("activations contain NaN or inf")
+        total += part.sum(0)
+        second += part.T @ part
+    mean = total / n
+    cov = (second - n * np.outer(mean, mean)) / (n - 1)
+    return mean, (cov + cov.T) / 2
+
+
+def _moments(activations, mean, cov) -> tuple[np.ndarray, np.ndarray]:
+    if (activations is None) == (cov is None):
+        raise ValueError("give either activations [n, d] or their covariance cov [d, d] (and mean)")
+    if activations is not None:
+        if mean is not None:
+            raise ValueError("mean is computed from the activations; give it only with cov")
+        return activation_moments(activations)
+    cov = np.asarray(cov, dtype=np.float64)
+    if cov.ndim != 2 or cov.shape[0] != cov.shape[1] or not np.allclose(cov, cov.T, atol=1e-10 * np.abs(cov).max()):
+        raise ValueError(f"cov must be a symmetric [d, d] matrix, got shape {cov.shape}")
+    mean = np.zeros(cov.shape[0]) if mean is None else np.asarray(mean, dtype=np.float64).ravel()
+    if mean.shape != (cov.shape[0],):
+        raise ValueError(f"mean must have {cov.shape[0]} entries, got {mean.size}")
+    return mean, cov
+
+
+def _principal(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (descending, negatives from rounding set to 0) and eigenvectors (columns)."""
+    values, vectors = np.linalg.eigh(cov)
+    order = np.argsort(values)[::-1]
+    return np.clip(values[order], 0, None), vectors[:, order]
+
+
+def _dimension(eigenvalues: np.ndarray, share: float) -> int:
+    if not 0 < share <= 1:
+        raise ValueError(f"the variance share must lie in (0, 1], got {share}")
+    total = eigenvalues.sum()
+    if total <= 0:
+        raise ValueError("the activations have no variance")
+    held = np.cumsum(eigenvalues) / total
+    return int(np.searchsorted(held, share * (1 - 1e-10)) + 1)  # the tolerance: share = 1 despite rounding
+
+
+def effective_dimension(activations=None, *, cov=None, share: float = 0.99) -> int:
+    """The number k of principal components that hold ``share`` of the variance: the smallest
+    k with λ_1 + … + λ_k >= share · Σ_i λ_i, for the eigenvalues λ_1 >= λ_2 >= … of the
+    covariance of ``activations`` [n, d] (or of ``cov`` [d, d]); Jolliffe 2002, §6.1.1."""
+    _, cov = _moments(activations, None, cov)
+    return _dimension(_principal(cov)[0], share)
+
+
+@dataclass
+class SampledNull:
+    """MCS against a reference dictionary of directions drawn by a chance model (see
+    :func:`span_null_mcs`, :func:`gaussian_null_mcs`)."""
+
+    kind: str  # "span": uniform in the top-PC span; "gaussian": N(mean, cov), normalised
+    values: np.ndarray  # [n_draws] MCS of each drawn direction against the reference rows
+    q: float
+    cutoff: float  # the q-quantile of ``values``: the trained-feature cutoff
+    median: float
+    dim: int  # principal components holding ``share`` of the variance (the span's dimension)
+    share: float
+    m: int  # reference rows
+    seed: int
+
+    def quantile(self, q: float) -> float:
+        return float(np.quantile(self.values, q))
+
+
+def _mcs_against(directions: np.ndarray, reference, device) -> np.ndarray:
+    return max_cosine_similarity(torch.from_numpy(directions), reference, device=device).values.double().numpy()
+
+
+def _reference_rows(reference, d: int) -> int:
+    shape = tuple(np.shape(reference))
+    if len(shape) != 2 or shape[1] != d:
+        raise ValueError(f"the reference dictionary must be [M, {d}] (rows are features), got {shape}")
+    return int(shape[0])
+
+
+def span_null_mcs(reference, *, activations=None, cov=None, share: float = 0.99, n_draws: int = 4096,
+                  q: float = 0.99, seed: int = 0, device: str | None = None) -> SampledNull:
+    """Chance MCS against ``reference`` [M, d] for directions that live where the data does.
+
+    The top k principal components of the activations' covariance (``activations`` [n, d], or
+    ``cov``), k = :func:`effective_dimension` at ``share``, span a subspace with orthonormal
+    basis U_k [d, k]. Each draw is u = U_k z / ||z||, z ~ N(0, I_k): uniform on the unit sphere
+    of that span (Muller 1959). Its MCS against the reference rows is
+    ``similarity.max_cosine_similarity``. For reference rows random inside the same k
+    dimensions this is the analytic null :func:`mcs_null_cdf` with K = k and M rows; against a
+    trained dictionary, the level chance reaches for a feature confined to the data's span.
+    Returns the ``n_draws`` values (``numpy.random.default_rng(seed)``), their median and
+    q-quantile.
+    """
+    _, cov = _moments(activations, None, cov)
+    m = _reference_rows(reference, cov.shape[0])
+    eigenvalues, vectors = _principal(cov)
+    k = _dimension(eigenvalues, share)
+    z = np.random.default_rng(seed).standard_normal((n_draws, k))
+    directions = z @ vectors[:, :k].T
+    values = _mcs_against(directions / np.linalg.norm(directions, axis=1, keepdims=True), reference, device)
+    return SampledNull("span", values, q, float(np.quantile(values, q)), float(np.median(values)), k, share, m, seed)
+
+
+def gaussian_null_mcs(reference, *, activations=None, mean=None, cov=None, share: float = 0.99,
+                      n_draws: int = 4096, q: float = 0.99, seed: int = 0, device: str | None = None) -> SampledNull:
+    """Chance MCS against ``reference`` [M, d] for directions of Gaussian stand-ins for the data.
+
+    Each draw is x / ||x|| with x ~ N(μ, Σ), the mean and covariance of ``activations`` [n, d]
+    (or ``mean`` and ``cov``; mean 0 when only cov is given), drawn as x = μ + V Λ^{1/2} z,
+    z ~ N(0, I_d), from the eigendecomposition Σ = V Λ Vᵀ. Unlike :func:`span_null_mcs` it keeps
+    the mean and the unequal variances, so draws crowd where activations do. ``dim`` reports the
+    effective dimension at ``share`` for reference. Returns the ``n_draws`` values
+    (``numpy.random.default_rng(seed)``), their median and q-quantile.
+    """
+    mean, cov = _moments(activations, mean, cov)
+    m = _reference_rows(reference, cov.shape[0])
+    eigenvalues, vectors = _principal(cov)
+    z = np.random.default_rng(seed).standard_normal((n_draws, cov.shape[0]))
+    x = mean + (z * np.sqrt(eigenvalues)) @ vectors.T
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    if (norms == 0).any():
+        raise ValueError("a draw is the zero vector: the mean and covariance are both zero")
+    values = _mcs_against(x / norms, reference, device)
+    return SampledNull("gaussian", values, q, float(np.quantile(values, q)), float(np.median(values)),
+                       _dimension(eigenvalues, share), share, m, seed)

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from scipy import integrate
 from scipy import stats as sps
 from scipy.stats import wasserstein_distance
@@ -266,3 +267,112 @@ def test_old_bootstrap_rule_was_miscalibrated_and_the_new_test_is_not():
         new_calls += not truncated_null_test(sample, k, m, cut, seed=t).consistent()
     assert old_calls / trials > 0.5
     assert new_calls / trials < 0.2
+
+
+# ------------------------------------------------------------------ chance inside the data's span
+def _subspace_data(d, k, n, seed, offset=0.0):
+    """n activations isotropic inside a random k-dim subspace of R^d (plus a constant offset
+    along it), and that subspace's orthonormal basis [d, k]."""
+    rng = np.random.default_rng(seed)
+    basis = np.linalg.qr(rng.standard_normal((d, k)))[0]
+    return rng.standard_normal((n, k)) @ basis.T + offset * basis[:, 0], basis
+
+
+def test_activation_moments_in_chunks_match_numpy():
+    x = np.random.default_rng(0).normal(2.0, 3.0, size=(1001, 7))
+    mean, cov = nulls.activation_moments(x, chunk=64)
+    np.testing.assert_allclose(mean, x.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(cov, np.cov(x, rowvar=False), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(nulls.activation_moments(torch.from_numpy(x))[1], cov, rtol=1e-12)
+    with pytest.raises(ValueError, match="n >= 2"):
+        nulls.activation_moments(x[:1])
+
+
+def test_effective_dimension_finds_the_span():
+    x, _ = _subspace_data(64, 12, 5000, seed=1, offset=5.0)  # the offset is a mean, not variance
+    assert nulls.effective_dimension(x) == 12
+    assert nulls.effective_dimension(x, share=1.0) == 12
+    # shares 0.5, 0.8, 0.95, 0.99, 0.999, 1 of a known spectrum, in a rotated basis
+    q = np.linalg.qr(np.random.default_rng(2).standard_normal((6, 6)))[0]
+    cov = q @ np.diag([50.0, 30.0, 15.0, 4.0, 0.9, 0.1]) @ q.T
+    assert [nulls.effective_dimension(cov=cov, share=s) for s in (0.5, 0.9, 0.99, 0.995, 1.0)] == [1, 3, 4, 5, 6]
+    with pytest.raises(ValueError, match="share"):
+        nulls.effective_dimension(cov=cov, share=0.0)
+    with pytest.raises(ValueError, match="either activations"):
+        nulls.effective_dimension()
+    with pytest.raises(ValueError, match="no variance"):
+        nulls.effective_dimension(cov=np.zeros((3, 3)))
+
+
+def test_span_null_is_the_analytic_null_of_the_span_dimension():
+    """Activations filling exactly k = 12 of 64 dimensions, reference rows random inside that
+    subspace: the span null's MCS follow G = F_k^M (KS test), its median and 99% quantile are
+    the analytic ones, and the null of K = 64 (or K = 16) is rejected."""
+    d, k, m = 64, 12, 2048
+    x, basis = _subspace_data(d, k, 5000, seed=3, offset=2.0)
+    reference = np.random.default_rng(4).standard_normal((m, k)) @ basis.T
+    res = nulls.span_null_mcs(reference, activations=x, n_draws=4096, seed=5)
+    assert (res.kind, res.dim, res.m, res.values.shape) == ("span", k, m, (4096,))
+    assert sps.kstest(res.values, lambda v: nulls.mcs_null_cdf(v, k, m)).pvalue > 1e-3
+    assert res.median == pytest.approx(float(nulls.mcs_null_quantile(0.5, k, m)), abs=0.01)
+    assert res.cutoff == pytest.approx(float(nulls.mcs_null_quantile(0.99, k, m)), abs=0.01)
+    assert res.quantile(0.5) == pytest.approx(res.median)
+    for wrong in (16, d):
+        assert sps.kstest(res.values, lambda v, kk=wrong: nulls.mcs_null_cdf(v, kk, m)).pvalue < 1e-6
+    again = nulls.span_null_mcs(reference, activations=x, n_draws=4096, seed=5)
+    np.testing.assert_array_equal(again.values, res.values)  # seeded
+    assert not np.array_equal(nulls.span_null_mcs(reference, activations=x, n_draws=4096, seed=6).values,
+                              res.values)
+
+
+def test_full_rank_isotropic_data_reproduce_the_whole_sphere_null():
+    """N(0, I_d) activations: the span is all d dimensions and both chance models are the
+    analytic null with K = d."""
+    d, m = 32, 1024
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((20_000, d))
+    reference = rng.standard_normal((m, d))
+    span = nulls.span_null_mcs(reference, activations=x, seed=8)
+    gauss = nulls.gaussian_null_mcs(reference, activations=x, seed=9)
+    assert span.dim == d and gauss.dim == d and gauss.kind == "gaussian"
+    for res in (span, gauss):
+        assert sps.kstest(res.values, lambda v: nulls.mcs_null_cdf(v, d, m)).pvalue > 1e-3
+        assert res.cutoff == pytest.approx(float(nulls.mcs_null_quantile(0.99, d, m)), abs=0.015)
+
+
+def test_gaussian_null_from_moments_keeps_the_mean_the_span_null_drops():
+    """Given only a covariance of rank k (mean 0), Gaussian draws are uniform in the span too;
+    a large mean along one reference row pulls the Gaussian draws onto it, while the span null
+    (principal components of the centred data) does not see it."""
+    d, k, m = 48, 10, 1024
+    _, basis = _subspace_data(d, k, 10, seed=10)
+    reference = np.random.default_rng(11).standard_normal((m, k)) @ basis.T
+    cov = basis @ basis.T
+    gauss = nulls.gaussian_null_mcs(reference, cov=cov, seed=12)
+    assert gauss.dim == k
+    assert sps.kstest(gauss.values, lambda v: nulls.mcs_null_cdf(v, k, m)).pvalue > 1e-3
+    mean = 20 * reference[0] / np.linalg.norm(reference[0])
+    pulled = nulls.gaussian_null_mcs(reference, mean=mean, cov=cov, seed=12)
+    assert pulled.median > 0.97  # about 20 / sqrt(20^2 + k)
+    centred = nulls.span_null_mcs(reference, cov=cov, seed=12)
+    assert centred.median == pytest.approx(float(nulls.mcs_null_quantile(0.5, k, m)), abs=0.02)
+    with pytest.raises(ValueError, match="only with cov"):
+        nulls.gaussian_null_mcs(reference, activations=np.ones((5, d)), mean=mean)
+    with pytest.raises(ValueError, match="rows are features"):
+        nulls.span_null_mcs(reference.T, cov=cov)
+
+
+def test_low_rank_data_raise_chance_far_above_the_whole_sphere_null():
+    """The motivating case: activations with 99% of their variance in 8 of 128 directions and
+    a reference dictionary confined near that span. Chance there (span null) sits far above
+    the K = 128 analytic cutoff the report used to apply."""
+    d, k, m = 128, 8, 4096
+    rng = np.random.default_rng(13)
+    basis = np.linalg.qr(rng.standard_normal((d, d)))[0]
+    scales = np.r_[np.full(k, 10.0), np.full(d - k, 0.02)]
+    x = (rng.standard_normal((20_000, d)) * scales) @ basis.T
+    reference = (rng.standard_normal((m, d)) * scales) @ basis.T  # rows mostly inside the span
+    res = nulls.span_null_mcs(reference, activations=x, seed=14)
+    assert res.dim == k
+    assert res.cutoff > 2 * float(nulls.mcs_null_quantile(0.99, d, m))
+    assert res.median > float(nulls.mcs_null_quantile(0.99, d, m))
