@@ -80,7 +80,8 @@ if family.history:
         f"{l1_coeff}, as in the replication of Sharkey et al. (2022): untied ReLU encoder, unit-norm decoder rows, no "
         f"decoder bias. At the end of training the smallest dictionary has L0 = {last[family.sizes[0]]['l0']:.1f} "
         f"active latents per sample and the largest L0 = {last[family.sizes[-1]]['l0']:.1f}, with "
-        f"{last[family.sizes[-1]]['dead_frac']:.1%} of its latents dead (not fired in the last {window} steps)."
+        f"{last[family.sizes[-1]]['dead_frac']:.1%} of its latents silent in the last {window} training steps (a "
+        "training diagnostic; the report's classes of latents are measured on held-out data, chapter 5)."
     )
     plots.glue_figure("fig_training", plots.training_curves(family.history))
 else:
@@ -90,33 +91,37 @@ else:
 glue("training_text", training_text, display=False)
 if family.has_activations:
     recon = analysis.reconstruction_table(family, n_samples=n_heldout)
+    heldout_where = ("" if family.heldout_available is None else
+                     f" (rows of the {family.params['lm']['heldout_share']:.0%} of the corpus's documents the SAEs never "
+                     f"trained on: {family.heldout_available:,} held-out against {len(family.source):,} training rows)")
     by_size = {r["size"]: r for r in recon}
     eval_text = (
-        f"The table above is measured on {n_heldout} activations from the source: the smallest dictionary explains "
-        f"{by_size[family.sizes[0]]['fve']:.1%} of their variance, the largest {by_size[family.sizes[-1]]['fve']:.1%}; "
-        f"a latent that fires on none of them (\"never fire\") fires on fewer than "
-        f"{analysis.detection_limit(n_heldout):.1e} of activations with 95% confidence."
+        f"The table above is measured on held-out activations{heldout_where}: L0 and variance explained on the first "
+        f"{by_size[family.sizes[0]]['n_fve']:,}, where the smallest dictionary explains "
+        f"{by_size[family.sizes[0]]['fve']:.1%} of their variance and the largest {by_size[family.sizes[-1]]['fve']:.1%}; "
+        f"\"never fires\" on all {family.heldout_n(n_heldout):,}, so a latent that never fires there fires on fewer "
+        f"than {analysis.detection_limit(family.heldout_n(n_heldout)):.1e} of activations with 95% confidence."
     )
 else:
     recon = None
-    eval_text = ("Without activations (no model and site were given), L0, variance explained and dead latents cannot "
+    eval_text = ("Without activations (no model and site were given), L0, variance explained and firing cannot "
                  "be measured.")
 if recon is not None and "lm" in family.params:
     from sae_core.sources.evaluation import evaluate_saes
 
     ce = evaluate_saes(family.params["lm"], family.saes, n_batches=n_eval_batches, scale=family.activation_scale)
     eval_text += (f" With each dictionary's reconstruction spliced into the model at the site (through nnsight) on "
-                  f"{n_eval_batches} batches of the corpus ({ce[family.sizes[0]].n_tokens} predicted tokens), the "
+                  f"{n_eval_batches} batches of held-out documents ({ce[family.sizes[0]].n_tokens} predicted tokens), the "
                   f"next-token loss is {ce[family.sizes[0]].clean:.3f} nats clean and {ce[family.sizes[0]].zero:.3f} "
                   "with the site zeroed; the table gives the loss with each reconstruction and the share of the "
                   "zero-ablation gap it recovers.")
-    display(plots.table(["size", "L0", "variance explained", "never fire", "CE with SAE", "CE recovered"],
-                        [[r["size"], f"{r['l0']:.1f}", f"{r['fve']:.1%}", f"{r['dead']:.1%}",
+    display(plots.table(["size", "L0", "variance explained", "never fires", "CE with SAE", "CE recovered"],
+                        [[r["size"], f"{r['l0']:.1f}", f"{r['fve']:.1%}", f"{r['never_fires']:.1%}",
                           f"{ce[r['size']].sae:.3f}", f"{ce[r['size']].recovered:.1%}"] for r in recon]))
 elif recon is not None:
     eval_text += " The cross-entropy loss recovered applies to language-model sources only."
-    display(plots.table(["size", "L0", "variance explained", "never fire"],
-                        [[r["size"], f"{r['l0']:.1f}", f"{r['fve']:.1%}", f"{r['dead']:.1%}"] for r in recon]))
+    display(plots.table(["size", "L0", "variance explained", "never fires"],
+                        [[r["size"], f"{r['l0']:.1f}", f"{r['fve']:.1%}", f"{r['never_fires']:.1%}"] for r in recon]))
 glue("eval_text", eval_text, display=False)
 
 # %% [markdown]
@@ -130,7 +135,7 @@ glue("eval_text", eval_text, display=False)
 # :name: fig-training
 #
 # Training of every dictionary of the family on the same batches: reconstruction error,
-# L0 and the fraction of latents that have not fired recently (the training loop's dead window), per width.
+# L0 and the fraction of latents silent in the last training steps (a training diagnostic), per width.
 # ```
 #
 # ## What each chapter found
@@ -140,7 +145,7 @@ glue("eval_text", eval_text, display=False)
 # | [Bimodality](03_bimodality.ipynb) | low and high MCS modes, {glue:text}`03_bimodality.ipynb::pair:s` | {glue:text}`03_bimodality.ipynb::modes_text:s` |
 # | [Bimodality](03_bimodality.ipynb) | share of features at or above the null cutoff (and ≥ 0.5) | {glue:text}`03_bimodality.ipynb::frac_high_null:.1%` ({glue:text}`03_bimodality.ipynb::frac_high:.1%`) |
 # | [Random nulls](04_random_nulls.ipynb) | the low part against the truncated null, at its own sample size | {glue:text}`04_random_nulls.ipynb::verdict:s` |
-# | [What the low mode is](05_low_mode.ipynb) | dead latents, noise or unfound features | {glue:text}`05_low_mode.ipynb::verdict_dead:s` |
+# | [What the low mode is](05_low_mode.ipynb) | dead latents, noise or unfound features | {glue:text}`05_low_mode.ipynb::verdict_low:s` |
 # | [Cross-dictionary](06_cross_dictionary.ipynb) | Pearson / Spearman of MCS against two larger dictionaries | {glue:text}`06_cross_dictionary.ipynb::pearson:.2f` / {glue:text}`06_cross_dictionary.ipynb::spearman:.2f` |
 # | [Feature splitting](07_feature_splitting.ipynb) | high-MCS share, smallest → largest compared size | {glue:text}`07_feature_splitting.ipynb::frac_high_first:.1%` → {glue:text}`07_feature_splitting.ipynb::frac_high_last:.1%` |
 #

@@ -82,9 +82,9 @@ def mode(x: float) -> str:
 
 display(plots.table(
     ["size", "features", "low mode", "high mode", "above null cutoff", "MCS ≥ 0.5", "mean MCS", "bimodal",
-     "high: near a true feature", "low: near a true feature", "low: never fire"],
+     "high: near a true feature", "low: near a true feature", "low: never fires"],
     [[r.size, r.n, mode(r.low_mode), mode(r.high_mode), f"{r.frac_high_null:.1%}", f"{r.frac_high_post:.1%}",
-      f"{r.mean:.3f}", "yes" if r.bimodal else "no", pct(r.high_true), pct(r.low_true), pct(r.low_dead)]
+      f"{r.mean:.3f}", "yes" if r.bimodal else "no", pct(r.high_true), pct(r.low_true), pct(r.low_never)]
      for r in rows],
 ))
 bimodal_sizes = [r.size for r in rows if r.bimodal]
@@ -217,7 +217,7 @@ def share_text(x: float | None, side: str) -> str:
 
 
 if truth is None:
-    verdict = "Chapter 5 splits the low-MCS features into dead and alive for every source."
+    verdict = "Chapter 5 classifies the low-MCS features by firing density and movement for every source."
     plots.glue_figure("fig_truth", plots.scatter_pair(greedy, greedy, "MCS", "MCS", "no ground truth"))
 else:
     plots.glue_figure("fig_truth", plots.scatter_pair(truth.mcs_to_largest, truth.mcs_to_true,
@@ -231,8 +231,8 @@ else:
         verdict = (f"For the {t_small}-feature dictionary against {t_large}, high-MCS features are "
                    f"{'more' if high_t > low_t else 'not more'} often true features than low-MCS ones ({high_t:.1%} "
                    f"of {truth.n_high} against {low_t:.1%} of {truth.n_low}). ")
-    verdict += (f"Among high-MCS features {share_text(truth.high_dead, 'high')} never fire on held-out data; "
-                f"among low-MCS features {share_text(truth.low_dead, 'low')}.")
+    verdict += (f"Among high-MCS features {share_text(truth.high_never, 'high')} never fire on held-out data; "
+                f"among low-MCS features {share_text(truth.low_never, 'low')}.")
 glue("truth_verdict", verdict, display=False)
 
 # %% [markdown]

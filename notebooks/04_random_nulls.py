@@ -95,8 +95,8 @@ else:
 glue("distances", distances, display=False)
 glue("verdict", cmp.verdict, display=False)
 if cmp.test is not None:
-    random_p = ", ".join(f"{t.p_value:.2f}" for t in cmp.random_tests)
-    glue("random_tests", f"The same test on each random set's low part, subsampled to n = {n_low}, gives p = "
+    random_p = ", ".join(t.p_text for t in cmp.random_tests)
+    glue("random_tests", f"The same test on each random set's low part, subsampled to n = {n_low}, gives "
          f"{random_p}: what chance looks like through this test.", display=False)
 else:
     glue("random_tests", "", display=False)
@@ -160,7 +160,7 @@ plots.table(
     ["size", "features below cutoff", "learned vs random", "random vs random", "sampling alone",
      "learned vs null", "chance vs null", "p"],
     [[r["size"], r["n_low"], cell(r, "learned_vs_random"), cell(r, "random_vs_random"), cell(r, "expected_between"),
-      cell(r, "learned_vs_null"), cell(r, "expected_to_null"), cell(r, "p_value", ".3f")] for r in by_size],
+      cell(r, "learned_vs_null"), cell(r, "expected_to_null"), r.get("p_text", "–")] for r in by_size],
 )
 
 # %% [markdown]

@@ -138,11 +138,12 @@ glue("differs", differs, display=False)
 # ## What the low mode is
 #
 # The post's open question — dead latents, noise, or features the larger dictionary did not
-# find — has a measured answer on this source: the low mode is
-# {glue:text}`05_low_mode.ipynb::verdict_dead:s`.
-# {glue:text}`05_low_mode.ipynb::noise_sentence:s` {glue:text}`05_low_mode.ipynb::unfound_sentence:s`
-# {glue:text}`05_low_mode.ipynb::reproduces:s`
-# {glue:text}`05_low_mode.ipynb::companion_sentence:s`
+# find — has a measured answer (chapter 5): {glue:text}`05_low_mode.ipynb::verdict_low:s`
+#
+# {glue:text}`05_low_mode.ipynb::answer_sentences:s`
+#
+# {glue:text}`05_low_mode.ipynb::unfound_sentence:s`
+# {glue:text}`05_low_mode.ipynb::ablation_sentence:s`
 #
 # Across every family this build trains: {glue:text}`05_low_mode.ipynb::fit_sentence:s`
 #

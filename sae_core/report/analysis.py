@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from sae_core import nulls, stats
+from sae_core.report import latents
 from sae_core.report.pipeline import Family
 from sae_core.similarity import gaussian_dictionary, max_cosine_similarity, one_to_one_mcs
 
@@ -38,24 +39,8 @@ def mcs_values(family: Family, size: int, against: int) -> np.ndarray:
     return family.memo[key]
 
 
-def heldout_fires(family: Family, size: int, n_samples: int, chunk: int = 4096) -> np.ndarray:
-    """How many of ``n_samples`` held-out activations each latent of ``size`` fires on
-    (chunked, so the [n, d_sae] code matrix never exists at once; memoised)."""
-    key = ("fires", size, n_samples)
-    if key not in family.memo:
-        x = family.sample(n_samples)
-        counts = torch.zeros(size, dtype=torch.long)
-        with torch.no_grad():
-            for start in range(0, n_samples, chunk):
-                counts += (family.saes[size].encode(x[start:start + chunk]) > 0).sum(0)
-        family.memo[key] = counts.numpy()
-    return family.memo[key]
-
-
-def detection_limit(n_samples: int) -> float:
-    """Upper 95% bound on the firing rate of a latent seen firing 0 times in n samples: 3/n
-    (the rule of three, Hanley & Lippman-Hand 1983)."""
-    return 3.0 / n_samples
+heldout_fires = latents.heldout_fires  # the one count of held-out firings (report/latents.py)
+detection_limit = latents.detection_limit
 
 
 @dataclass
@@ -71,7 +56,7 @@ class BimodalityRow:
     bimodal: bool  # see stats.bimodality
     high_true: float | None  # synthetic source: share of high-MCS features near a true feature (None otherwise)
     low_true: float | None  # the same among low-MCS features (None also when there is none)
-    low_dead: float | None  # share of low-MCS features (null cutoff) that fire on no held-out sample
+    low_never: float | None  # share of low-MCS features (null cutoff) that never fire on held-out data
 
 
 def smaller_mcs(family: Family, against: int) -> dict[int, np.ndarray]:
@@ -80,8 +65,8 @@ def smaller_mcs(family: Family, against: int) -> dict[int, np.ndarray]:
 
 
 def bimodality_table(family: Family, against: int, null_q: float = 0.99,
-                     values: dict[int, np.ndarray] | None = None, n_heldout: int = 32768) -> list[BimodalityRow]:
-    """Per smaller size: modes, high shares, bimodality, dead share of the low part (every source)
+                     values: dict[int, np.ndarray] | None = None, n_heldout: int = 327680) -> list[BimodalityRow]:
+    """Per smaller size: modes, high shares, bimodality, never-fires share of the low part (every source)
     and, on a synthetic source, ground truth. Low means below the null cutoff for (d_in, against).
 
     ``values`` is :func:`smaller_mcs`'s result when the caller already has it."""
@@ -90,14 +75,14 @@ def bimodality_table(family: Family, against: int, null_q: float = 0.99,
     for size, v in (values if values is not None else smaller_mcs(family, against)).items():
         low_mode, high_mode = stats.histogram_modes(v)
         truth = ground_truth(family, size, against, cutoff=cut, values=v)
-        dead = heldout_fires(family, size, n_heldout) == 0 if family.has_activations else None
+        never = heldout_fires(family, size, n_heldout) == 0 if family.has_activations else None
         low = v < cut
         rows.append(BimodalityRow(size, against, v.size, low_mode, high_mode, stats.split_high_low(v).frac_high,
                                   stats.split_high_low(v, cut).frac_high, float(v.mean()),
                                   stats.bimodality(v).bimodal,
                                   truth.high_matching_true if truth else None,
                                   truth.low_matching_true if truth else None,
-                                  float(dead[low].mean()) if low.any() and dead is not None else None))
+                                  float(never[low].mean()) if low.any() and never is not None else None))
     return rows
 
 
@@ -117,21 +102,21 @@ class GroundTruth:
     n_low: int
     high_matching_true: float | None  # share of high-MCS features within threshold of a true feature
     low_matching_true: float | None  # (None: no feature on that side of the cutoff)
-    low_dead: float | None  # share of low-MCS features that fire on no held-out sample
-    high_dead: float | None
+    low_never: float | None  # share of low-MCS features that never fire on held-out data
+    high_never: float | None
     mcs_to_largest: np.ndarray
     mcs_to_true: np.ndarray
 
 
 def ground_truth(family: Family, size: int, against: int, cutoff: float,
                  true_cos_threshold: float = 0.9, values: np.ndarray | None = None,
-                 n_heldout: int = 32768) -> GroundTruth | None:
+                 n_heldout: int = 327680) -> GroundTruth | None:
     """``values``: MCS of ``size`` against ``against`` when the caller already has it."""
     if family.true_features is None:
         return None
     v = values if values is not None else mcs_values(family, size, against)
     t = max_cosine_similarity(family.features(size), family.true_features).values.numpy()
-    dead = heldout_fires(family, size, n_heldout) == 0
+    never = heldout_fires(family, size, n_heldout) == 0
     high = v >= cutoff
 
     def share(mask: np.ndarray, of: np.ndarray) -> float | None:
@@ -139,7 +124,7 @@ def ground_truth(family: Family, size: int, against: int, cutoff: float,
 
     matching = t >= true_cos_threshold
     return GroundTruth(size, against, cutoff, true_cos_threshold, int(high.sum()), int((~high).sum()),
-                       share(matching, high), share(matching, ~high), share(dead, ~high), share(dead, high),
+                       share(matching, high), share(matching, ~high), share(never, ~high), share(never, high),
                        v, t)
 
 
@@ -229,15 +214,15 @@ def null_comparison(family: Family, size: int, against: int, cutoff: float, n_ra
         for j in range(i + 1, len(names)):
             dist[i, j] = dist[j, i] = stats.wasserstein1(low[a], low[names[j]])
     test = stats.truncated_null_test(learned_low, d, against, cutoff, n_mc=n_mc, seed=seed)
-    random_tests = [stats.truncated_null_test(low[f"random {r + 1}"], d, against, cutoff, n_mc=n_mc, seed=seed)
-                    for r in range(n_random)]
+    random_tests = stats.truncated_null_tests([low[f"random {r + 1}"] for r in range(n_random)], d, against, cutoff,
+                                              n_mc=n_mc, seed=seed)
     expected = stats.expected_w1_between_samples(n_low, d, against, cutoff, seed=seed)
     if test.consistent():
         verdict = (f"consistent with the random null at its own sample size (n = {n_low}; W1 {test.w1:.4f} against "
-                   f"{test.expected:.4f} expected from chance; p = {test.p_value:.3f})")
+                   f"{test.expected:.4f} expected from chance; {test.p_text})")
     else:
         verdict = (f"distinguishable from the random null at its own sample size (n = {n_low}; W1 {test.w1:.4f} "
-                   f"against {test.expected:.4f} ± {test.spread:.4f} expected from chance; p = {test.p_value:.3f})")
+                   f"against {test.expected:.4f} ± {test.spread:.4f} expected from chance; {test.p_text})")
     return NullComparison(size, against, cutoff, names, dist, samples, learned_low, test, random_tests, expected,
                           test.consistent(), verdict)
 
@@ -265,6 +250,7 @@ def emd_by_size(family: Family, sizes: list[int], against: int, cutoff: float, n
                                                    for i in range(n_random) for j in range(i + 1, n_random)])),
                 "expected_between": stats.expected_w1_between_samples(n, family.d_in, against, cutoff, seed=seed),
                 "learned_vs_null": test.w1, "expected_to_null": test.expected, "p_value": test.p_value,
+                "p_text": test.p_text,
             })
         rows.append(row)
     return rows
@@ -319,12 +305,18 @@ def per_layer_mcs(family: Family, layers: list[int], small: int, large: int,
     return out
 
 
-def reconstruction_table(family: Family, n_samples: int = 32768, chunk: int = 4096) -> list[dict[str, float]]:
-    """Per size on ``n_samples`` held-out activations (the samples :func:`heldout_fires` uses):
-    L0, fraction of variance explained, and the share of latents that fire on none of them.
+FVE_SAMPLES = 65536  # held-out activations L0 and FVE are measured on (the first of the firing sample)
+
+
+def reconstruction_table(family: Family, n_samples: int = 327680, chunk: int = 4096) -> list[dict[str, float]]:
+    """Per size: L0 and fraction of variance explained on the first ``FVE_SAMPLES`` held-out
+    activations, and the share of latents that never fire on ``n_samples`` of them (the firing
+    sample of :mod:`sae_core.report.latents`).
 
     FVE = 1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2 (computed in chunks).
     """
+    n_fire = n_samples
+    n_samples = family.heldout_n(min(n_samples, FVE_SAMPLES))
     x = family.sample(n_samples)
     total = float((x - x.mean(0)).pow(2).sum())
     rows = []
@@ -336,8 +328,8 @@ def reconstruction_table(family: Family, n_samples: int = 32768, chunk: int = 40
                 x_hat, f = sae(xb, output_features=True)
                 active += float((f > 0).sum())
                 err += float((xb - x_hat).pow(2).sum())
-            rows.append({"size": size, "l0": active / n_samples, "fve": 1 - err / total,
-                         "dead": float((heldout_fires(family, size, n_samples) == 0).mean())})
+            rows.append({"size": size, "l0": active / n_samples, "fve": 1 - err / total, "n_fve": n_samples,
+                         "never_fires": float((heldout_fires(family, size, n_fire) == 0).mean())})
     return rows
 
 
@@ -354,28 +346,28 @@ class ConvergenceRow:
     bimodal_small: bool
     low_mode_small: float | None  # location of the low histogram mode (None: fewer than 10 low features)
     high_post_mid: float  # share with MCS >= 0.5 at the mid size (the post: fewer than 25% at 4096)
-    dead_share: dict[int, float]  # per size: latents that fire on none of the held-out samples
-    low_dead_share_mid: float | None  # dead share of the mid size's low part (None: no low part)
+    never_share: dict[int, float]  # per size: latents that never fire on the held-out samples
+    low_never_share_mid: float | None  # never-fires share of the mid size's low part (None: no low part)
     fve_large: float  # fraction of variance explained by the largest dictionary on held-out samples
 
 
 def convergence_row(family: Family, label: str, small: int, mid: int, large: int, null_q: float = 0.99,
-                    n_heldout: int = 32768) -> ConvergenceRow:
+                    n_heldout: int = 327680) -> ConvergenceRow:
     """The chapters' findings for ``family`` (``small`` and ``mid`` against ``large``)."""
     cut = stats.null_cutoff(family.d_in, large, null_q)
     values = {s: mcs_values(family, s, large) for s in family.sizes if s < large}
-    dead = {s: heldout_fires(family, s, n_heldout) == 0 for s in family.sizes}
+    never = {s: heldout_fires(family, s, n_heldout) == 0 for s in family.sizes}
     v_small, v_mid = values[small], values[mid]
     low_mid = v_mid < cut
-    x = family.sample(n_heldout)
+    x = family.sample(min(n_heldout, FVE_SAMPLES))
     with torch.no_grad():  # in chunks: [n_heldout, large] codes at once would be gigabytes
         err = sum(float((xb - family.saes[large](xb)).pow(2).sum()) for xb in x.split(4096))
     return ConvergenceRow(
         label, int(family.params["n_steps"]), large, {s: float((v >= cut).mean()) for s, v in values.items()},
         float((v_small < cut).mean()), stats.bimodality(v_small).bimodal,
         float(stats.histogram_modes(v_small[v_small < cut], split=1.0)[0]) if (v_small < cut).sum() >= 10 else None,
-        float((v_mid >= stats.POST_CUTOFF).mean()), {s: float(d.mean()) for s, d in dead.items()},
-        float(dead[mid][low_mid].mean()) if low_mid.any() else None,
+        float((v_mid >= stats.POST_CUTOFF).mean()), {s: float(d.mean()) for s, d in never.items()},
+        float(never[mid][low_mid].mean()) if low_mid.any() else None,
         1 - err / float((x - x.mean(0)).pow(2).sum()),
     )
 
@@ -404,19 +396,19 @@ def convergence_findings(short: ConvergenceRow, long: ConvergenceRow) -> tuple[l
     def yes(flag: bool) -> str:
         return "yes" if flag else "no"
 
-    def mostly_dead(row: ConvergenceRow) -> str:
-        return "no low part" if row.low_dead_share_mid is None else yes(row.low_dead_share_mid >= 0.5)
+    def mostly_never(row: ConvergenceRow) -> str:
+        return "no low part" if row.low_never_share_mid is None else yes(row.low_never_share_mid >= 0.5)
 
     verdicts = [
         (f"bimodal MCS of the small dictionary against {short.against}", yes(short.bimodal_small),
          yes(long.bimodal_small)),
         ("the post's fewer than 25% features with MCS ≥ 0.5 at the mid size", yes(short.high_post_mid < 0.25),
          yes(long.high_post_mid < 0.25)),
-        ("the mid size's low part mostly dead latents", mostly_dead(short), mostly_dead(long)),
+        ("most of the mid size's low features never fire", mostly_never(short), mostly_never(long)),
     ]
     findings = [ConvergenceFinding(n, a, b, a == b) for n, a, b in verdicts]
     changes = {f"high share at {s}": abs(long.high_share[s] - short.high_share[s]) for s in short.high_share}
-    changes |= {f"dead share at {s}": abs(long.dead_share[s] - short.dead_share[s]) for s in short.dead_share}
+    changes |= {f"never-fires share at {s}": abs(long.never_share[s] - short.never_share[s]) for s in short.never_share}
     changes["low share of the small dictionary"] = abs(long.low_share_small - short.low_share_small)
     changes["share with MCS ≥ 0.5 at the mid size"] = abs(long.high_post_mid - short.high_post_mid)
     worst = max(changes, key=changes.get)

@@ -180,24 +180,24 @@ def splitting_counts(rows: list[dict[str, float]]) -> plt.Figure:
 
 
 def dead_vs_low(points: Sequence, fit=None) -> plt.Figure:
-    """``low_mode.SummaryPoint``s: dead share (x) against low-MCS share (y), one colour per setting
-    and one marker per source."""
+    """``answer.ClassPoint``s: share of latents that never fire or fire at ultralow density (x) against
+    low-MCS share (y), one colour per setting and one marker per source; with a fit, its line."""
     fig, ax = plt.subplots(figsize=(7.8, 4.8))
     names = list(dict.fromkeys(p.family for p in points))
     markers = dict(zip(dict.fromkeys(p.source for p in points), "o^sDv", strict=False))
     palette = sns.color_palette("tab20" if len(names) > 10 else "tab10", max(len(names), 1))[:len(names)]
     for color, name in zip(palette, names, strict=True):
         mine = [p for p in points if p.family == name]
-        ax.scatter([p.dead_share for p in mine], [p.low_share for p in mine], color=color, s=28, label=name,
+        ax.scatter([p.inactive_share for p in mine], [p.low_share for p in mine], color=color, s=28, label=name,
                    marker=markers.get(mine[0].source, "o"))
         for p in mine:
-            ax.annotate(str(p.size), (p.dead_share, p.low_share), fontsize=6, xytext=(3, 2),
+            ax.annotate(str(p.size), (p.inactive_share, p.low_share), fontsize=6, xytext=(3, 2),
                         textcoords="offset points")
-    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="low share = dead share")
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="low share = inactive share")
     if fit is not None:
         xs = np.linspace(0, 1, 50)
         ax.plot(xs, fit.intercept + fit.slope * xs, color="black", lw=1, label="least-squares fit")
-    ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="dead share (no firing in the last window of training)",
+    ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="never fires or ultralow (held-out)",
            ylabel="share with MCS below the null cutoff")
     ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
@@ -269,3 +269,79 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]):
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return Markdown("\n".join(lines))
+
+
+# ------------------------------------------------------------------ latent classes (chapter 5)
+def _log_density(classes) -> tuple[np.ndarray, float]:
+    """log10 firing density per latent; latents that never fire sit half a decade below the
+    detection limit (returned as the second value), where the axis labels them."""
+    floor = np.log10(classes.detection_limit) - 0.5
+    with np.errstate(divide="ignore"):
+        x = np.where(classes.counts > 0, np.log10(np.maximum(classes.density, 1e-300)), floor)
+    return x, floor
+
+
+def density_histograms(entries: Sequence[tuple[str, object]]) -> plt.Figure:
+    """One panel per (title, ``latents.LatentClasses``): the histogram of log10 firing density on held-out
+    activations (Bricken et al. 2023's plot), latents that never fire in a separate bar at the left, the
+    detection limit 3/n (dotted) and the ultralow threshold (dashed)."""
+    n = len(entries)
+    fig, axes = _panels(n)
+    for ax, (title, c) in zip(axes.flat, entries, strict=False):
+        x, floor = _log_density(c)
+        bins = np.arange(np.floor(floor * 4) / 4, 0.25, 0.25)
+        fired = c.counts > 0
+        ax.hist(x[fired & (c.density < c.threshold)], bins=bins, color="C1", label="ultralow")
+        ax.hist(x[fired & (c.density >= c.threshold)], bins=bins, color="C0", label="active")
+        ax.bar([floor], [int((~fired).sum())], width=0.25, color="C7", label="never fires")
+        ax.axvline(np.log10(c.detection_limit), color="black", lw=0.8, ls=":", label="detection limit 3/n")
+        ax.axvline(np.log10(c.threshold), color="C3", lw=1.0, ls="--", label="ultralow threshold")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("log10 firing density (held-out)")
+        ax.set_ylabel("latents")
+    return _finish_panels(fig, axes, n, legend_size=7)
+
+
+def mcs_vs_density(entries: Sequence[tuple[str, object]]) -> plt.Figure:
+    """One panel per (title, ``answer.LowByClass``): each latent's MCS against the larger dictionary (y) and
+    its log10 firing density (x; never-firing latents at the left edge), coloured unmoved / moved from its
+    initial decoder row; the null cutoff (dotted) and the ultralow threshold (dashed)."""
+    n = len(entries)
+    fig, axes = _panels(n)
+    for ax, (title, r) in zip(axes.flat, entries, strict=False):
+        x, floor = _log_density(r.classes)
+        jitter = np.random.default_rng(0).uniform(-0.15, 0.15, x.size) * (r.classes.counts == 0)
+        unmoved = r.classes.unmoved
+        groups = [(np.ones(x.size, bool), "C0", "latent")] if unmoved is None else \
+            [(~unmoved, "C0", "moved"), (unmoved, "C7", "unmoved")]
+        for mask, color, label in groups:
+            ax.scatter(x[mask] + jitter[mask], r.values[mask], s=3, alpha=0.5, color=color, label=label, linewidths=0)
+        ax.axhline(r.cutoff, color="black", lw=0.8, ls=":", label="null cutoff")
+        ax.axvline(np.log10(r.threshold), color="C3", lw=1.0, ls="--", label="ultralow threshold")
+        decades = list(range(int(np.ceil(floor + 0.5)), 1))
+        ax.set_xticks([floor, *decades], ["never", *(str(t) for t in decades)], fontsize=7)
+        ax.set_xlim(floor - 0.4, 0.1)
+        ax.set(ylim=(0, 1.02), title=title, xlabel="log10 firing density", ylabel="MCS")
+        ax.title.set_fontsize(9)
+    return _finish_panels(fig, axes, n, legend_size=7)
+
+
+def mcs_vs_init_cosine(entries: Sequence[tuple[str, object]]) -> plt.Figure:
+    """One panel per (title, ``answer.LowByClass``): MCS (y) against the cosine of the latent's decoder row
+    with its initial one (x), coloured by firing class."""
+    n = len(entries)
+    fig, axes = _panels(n)
+    for ax, (title, r) in zip(axes.flat, entries, strict=False):
+        c = r.classes
+        if c.init_cosine is None:
+            ax.text(0.5, 0.5, "no training record", ha="center", va="center", transform=ax.transAxes)
+        else:
+            for name, color in (("active", "C0"), ("ultralow", "C1"), ("never fires", "C7")):
+                mask = c.firing(name)
+                ax.scatter(c.init_cosine[mask], r.values[mask], s=3, alpha=0.5, color=color, label=name,
+                           linewidths=0)
+        ax.axhline(r.cutoff, color="black", lw=0.8, ls=":", label="null cutoff")
+        ax.set(xlim=(-0.05, 1.02), ylim=(0, 1.02), title=title, xlabel="cosine with the initial decoder row",
+               ylabel="MCS")
+        ax.title.set_fontsize(9)
+    return _finish_panels(fig, axes, n, legend_size=7)

@@ -1,0 +1,340 @@
+"""The post's open question answered by class: what the low-MCS latents are, per setting.
+
+Every low-MCS latent (MCS below the null cutoff against the larger dictionary) is placed in
+the classes of :mod:`sae_core.report.latents` (never fires / ultralow / active on held-out
+activations; unmoved / moved from its initial decoder row). The answer for one setting
+(source × initialisation) is then a count per class, and a sentence built here from it; the
+chapters glue the sentences and never write their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from sae_core import stats
+from sae_core.report import latents
+from sae_core.report.analysis import mcs_values
+from sae_core.report.pipeline import Family
+
+MIN_LOW = 10  # fewer low-MCS features than this: no low mode to take apart
+MOSTLY = 0.9  # a class holds "the low mode" when it has at least this share of it
+
+
+@dataclass
+class LowByClass:
+    """The low-MCS features of one dictionary, by class."""
+
+    setting: str  # e.g. "language model, this report's initialisation"
+    size: int
+    against: int
+    cutoff: float
+    n: int  # features of the dictionary
+    n_low: int
+    n_heldout: int
+    threshold: float
+    never: int  # low features that never fire on the n_heldout held-out activations
+    ultralow: int
+    active: int
+    unmoved: int | None  # low features within UNMOVED_COS of their initial decoder row (None: no record)
+    active_moved: int | None  # low features that are active and moved
+    unmoved_share_high: float | None  # share of the high-MCS features that are unmoved
+    median_density_low: float | None  # over the low features (zero for those that never fire)
+    median_density_high: float | None
+    values: np.ndarray  # MCS of every feature
+    classes: latents.LatentClasses
+
+    @property
+    def low_share(self) -> float:
+        return self.n_low / self.n
+
+    @property
+    def inactive(self) -> int:
+        """Low features that never fire or fire at ultralow density."""
+        return self.never + self.ultralow
+
+    def share(self, count: int | None) -> float | None:
+        """``count`` as a share of the low part (None without a low part or a count)."""
+        return None if count is None or not self.n_low else count / self.n_low
+
+
+def low_by_class(family: Family, size: int, against: int, cutoff: float, n_heldout: int, threshold: float,
+                 setting: str) -> LowByClass:
+    """Count the low-MCS features of ``size`` against ``against`` in each class."""
+    values = mcs_values(family, size, against)
+    c = latents.classify(family, size, n_heldout, threshold)
+    low = values < cutoff
+    unmoved = c.unmoved
+    density = c.density
+
+    def median(mask: np.ndarray) -> float | None:
+        return float(np.median(density[mask])) if mask.any() else None
+
+    return LowByClass(
+        setting, size, against, cutoff, size, int(low.sum()), c.n_samples, threshold,
+        int((low & c.never_fires).sum()), int((low & c.ultralow).sum()), int((low & c.active).sum()),
+        None if unmoved is None else int((low & unmoved).sum()),
+        None if unmoved is None else int((low & c.active & ~unmoved).sum()),
+        None if unmoved is None or not (~low).any() else float(unmoved[~low].mean()),
+        median(low), median(~low), values, c,
+    )
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{x:.1%}"
+
+
+def density_text(x: float | None) -> str:
+    """A firing density as text: percentages down to 0.1%, scientific notation below."""
+    if x is None:
+        return "–"
+    if x == 0:
+        return "0"
+    return f"{x:.1%}" if x >= 1e-3 else f"{x:.1e}"
+
+
+def verdict(r: LowByClass) -> str:
+    """What the low part is, in a few words: the part of the answer the summary tables repeat."""
+    if r.n_low < MIN_LOW:
+        return "no low mode"
+    inactive, unmoved = r.share(r.inactive), r.share(r.unmoved)
+    if inactive >= MOSTLY and (unmoved is None or unmoved >= MOSTLY):
+        return "untrained latents" if unmoved is not None else "latents that (almost) never fire"
+    if inactive >= MOSTLY:
+        return "inactive latents, some moved"
+    return "not only untrained latents"
+
+
+def answer_sentence(r: LowByClass) -> str:
+    """The answer for one setting, with its numbers."""
+    head = f"{r.setting[:1].upper()}{r.setting[1:]}"
+    if r.n_low < MIN_LOW:
+        return (f"{head}: no low mode. Only {r.n_low} of the {r.n:,} features of the {r.size}-feature dictionary lie "
+                f"below the cutoff {r.cutoff:.3f} against {r.against}.")
+    parts = (f"{head}: {r.n_low} of the {r.n:,} features of the {r.size}-feature dictionary ({r.low_share:.1%}) lie "
+             f"below the cutoff {r.cutoff:.3f} against {r.against}. Of these, {r.never} ({_pct(r.share(r.never))}) "
+             f"never fire on {r.n_heldout:,} held-out activations, {r.ultralow} ({_pct(r.share(r.ultralow))}) fire at "
+             f"ultralow density (below {r.threshold:.1e}) and {r.active} ({_pct(r.share(r.active))}) are active.")
+    if r.unmoved is not None:
+        parts += (f" {r.unmoved} ({_pct(r.share(r.unmoved))}) still have cosine ≥ {latents.UNMOVED_COS} with their "
+                  f"initial decoder row")
+        high = r.unmoved_share_high
+        parts += f", against {_pct(high)} of the high-MCS features." if high is not None else "."
+    v = verdict(r)
+    if v == "untrained latents":
+        parts += (" The low mode here is latents that never trained: they fire too rarely to move from their "
+                  "random start.")
+    elif v == "latents that (almost) never fire":
+        parts += " The low mode here is latents that (almost) never fire."
+    elif v == "inactive latents, some moved":
+        parts += (f" The low mode here is latents that (almost) never fire, though "
+                  f"{r.n_low - r.unmoved} of them moved from their initial row before they stopped.")
+    else:
+        extra = f" {r.active_moved} of them are active and moved." if r.active_moved is not None else ""
+        parts += f" The low mode here is not only untrained latents: {r.active} are active.{extra}"
+    return parts
+
+
+def overall_answer(results: Sequence[LowByClass]) -> str:
+    """One sentence over every setting: in how many the low mode is untrained latents, and the range
+    of the share of low features that are inactive and unmoved."""
+    with_low = [r for r in results if r.n_low >= MIN_LOW]
+    if not results:
+        return "No setting was measured."
+    if not with_low:
+        return f"None of the {len(results)} settings has a low mode of {MIN_LOW} or more features."
+    untrained = [r for r in with_low if verdict(r) == "untrained latents"]
+    inactive = [r.share(r.inactive) for r in with_low]
+    text = (f"In {len(untrained)} of the {len(with_low)} settings with a low mode, it is latents that never trained; "
+            f"across them, {min(inactive):.1%} to {max(inactive):.1%} of the low features never fire or fire at "
+            "ultralow density")
+    moved = [r.share(r.unmoved) for r in with_low if r.unmoved is not None]
+    if moved:
+        text += f", and {min(moved):.1%} to {max(moved):.1%} keep their initial decoder row"
+    others = [r for r in with_low if r not in untrained]
+    if others:
+        text += ". The exceptions: " + "; ".join(f"{r.setting} at {r.size} ({verdict(r)}, {r.active} active low)"
+                                                  for r in others)
+    return text + "."
+
+
+# ------------------------------------------------------------------ the 2024 mechanism, as a sentence
+def encoder_sentence(setting: str, t: latents.EncoderDirectionTest) -> str:
+    """Do the ultralow latents share one encoder direction (Anthropic's 2024 circuits update)?"""
+    if t.ultralow_encoder is None:
+        return (f"{setting[:1].upper()}{setting[1:]}: the {t.size}-feature dictionary has fewer than two ultralow "
+                "latents, so there is no shared encoder direction to test.")
+    u, dec, act, rnd = t.ultralow_encoder, t.ultralow_decoder, t.active_encoder, t.random
+    shared = u.top_share > t.random_q99[1] and u.mean_cosine > t.random_q99[0]
+    text = (f"{setting[:1].upper()}{setting[1:]}, {t.size} features: the {u.n} ultralow latents' encoder directions "
+            f"have mean pairwise cosine {u.mean_cosine:.3f} and put {u.top_share:.1%} of their squared singular values "
+            f"in the top direction; their decoder rows {dec.mean_cosine:.3f} and {dec.top_share:.1%}")
+    if act is not None:
+        text += f"; as many active latents' encoders {act.mean_cosine:.3f} and {act.top_share:.1%}"
+    text += (f"; random directions {rnd.mean_cosine:.3f} and {rnd.top_share:.1%} (99% quantiles "
+             f"{t.random_q99[0]:.3f} and {t.random_q99[1]:.1%}). ")
+    text += ("The ultralow encoders share one direction while their decoder rows do not, as the 2024 update reports."
+             if shared and dec.top_share <= t.random_q99[1] else
+             "The ultralow encoders share one direction, and so, less, do their decoder rows." if shared else
+             "The ultralow encoders do not share one direction beyond chance here.")
+    return text
+
+
+# ------------------------------------------------------------------ recurrence and reconstruction
+@dataclass
+class Unfound:
+    """Tests of "real features the larger dictionary missed" for the active low features of one size."""
+
+    size: int
+    against: int
+    n_active_low: int
+    recur: stats.CountVsNull | None  # active low features with a match above the cutoff in another seed's `against`
+    recon_low: tuple[int, int]  # (better, scored) for the active low features
+    recon_high: tuple[int, int]  # the same for a seeded random sample of as many high-MCS features
+    recon_p: float | None  # Fisher's exact test of the two rates (two-sided)
+    null_q: float
+
+
+def unfound_sentence(u: Unfound, seed_b: int) -> str:
+    """The recurrence and reconstruction tests as a sentence, with their nulls."""
+    if u.n_active_low == 0:
+        return (f"The {u.size}-feature dictionary has no active low feature, so the third explanation (real features "
+                f"the {u.against}-feature dictionary missed) has nothing to explain.")
+    text = f"Of the {u.n_active_low} active low features of the {u.size}-feature dictionary, "
+    if u.recur is not None:
+        r = u.recur
+        text += (f"{r.k} have a match above the cutoff in the {u.against}-feature dictionary of seed {seed_b}, against "
+                 f"{r.expected:.2f} expected by chance (rate {1 - u.null_q:.0%} at the cutoff; {r.ratio:.1f}× chance, "
+                 f"binomial {r.p_text}). ")
+    (bl, sl), (bh, sh) = u.recon_low, u.recon_high
+    if sl == 0:
+        text += "None fires often enough to score its reconstruction."
+        return text
+    text += (f"Where they fire, the {u.size}-feature dictionary reconstructs better relative to the "
+             f"{u.against}-feature one than it does overall for {bl} of the {sl} scored ({bl / sl:.0%})")
+    if sh:
+        text += (f", against {bh} of {sh} ({bh / sh:.0%}) for as many randomly chosen high-MCS features"
+                 + (f" (Fisher's exact test {stats.format_p(u.recon_p)})" if u.recon_p is not None else ""))
+    return text + "."
+
+
+def unfound(family: Family, other: Family | None, size: int, against: int, cutoff: float, n_heldout: int,
+            threshold: float, null_q: float, n_recon: int = 65536, min_fires: int = 20, seed: int = 0) -> Unfound:
+    """The active low features of ``size``: do they recur in ``other`` (another seed's ``against``),
+    against the null rate 1 - ``null_q`` of a random direction passing the cutoff (binomial test); and
+    do they carry reconstruction the larger dictionary lacks (``low_mode._reconstruction_edge`` on
+    ``n_recon`` held-out activations), against as many randomly chosen high-MCS features (Fisher's
+    exact test of the two rates)?"""
+    from scipy.stats import fisher_exact
+
+    from sae_core.report.low_mode import _reconstruction_edge
+    from sae_core.similarity import max_cosine_similarity
+
+    values = mcs_values(family, size, against)
+    c = latents.classify(family, size, n_heldout, threshold)
+    act_low = np.flatnonzero((values < cutoff) & c.active)
+    recur = None
+    if other is not None and act_low.size:
+        m = max_cosine_similarity(family.features(size)[act_low], other.features(against)).values.numpy()
+        recur = stats.count_vs_null(int((m >= cutoff).sum()), int(act_low.size), 1.0 - null_q)
+    high = np.flatnonzero(values >= cutoff)
+    pick = np.sort(np.random.default_rng(seed).choice(high, size=min(high.size, act_low.size), replace=False)) \
+        if act_low.size and high.size else np.zeros(0, int)
+    recon_low = _reconstruction_edge(family, size, against, act_low, n_recon, min_fires)
+    recon_high = _reconstruction_edge(family, size, against, pick, n_recon, min_fires)
+    p = None
+    if recon_low[1] and recon_high[1]:
+        table = [[recon_low[0], recon_low[1] - recon_low[0]], [recon_high[0], recon_high[1] - recon_high[0]]]
+        p = float(fisher_exact(table).pvalue)
+    return Unfound(size, against, int(act_low.size), recur, recon_low, recon_high, p, null_q)
+
+
+# ------------------------------------------------------------------ settings side by side
+@dataclass
+class SettingRow:
+    """One trained setting (a family) at the chapter's small and mid sizes against its largest."""
+
+    label: str
+    small: LowByClass
+    mid: LowByClass
+    bimodal_small: bool
+    high_post_mid: float  # share of `mid` with MCS >= 0.5 (the post's split: fewer than 25% at 4096)
+    never_share_large: float  # share of the largest dictionary that never fires on held-out data
+
+
+def setting_row(label: str, family: Family, small: int, mid: int, large: int, cutoff: float, n_heldout: int,
+                threshold: float) -> SettingRow:
+    a = low_by_class(family, small, large, cutoff, n_heldout, threshold, label)
+    b = low_by_class(family, mid, large, cutoff, n_heldout, threshold, label)
+    never_large = float((latents.heldout_fires(family, large, n_heldout) == 0).mean())
+    return SettingRow(label, a, b, stats.bimodality(a.values).bimodal,
+                      float((b.values >= stats.POST_CUTOFF).mean()), never_large)
+
+
+@dataclass
+class ClassPoint:
+    """One (family, size) of the summary figure."""
+
+    family: str  # the setting's label
+    key: str  # the family's cache key: points of one family are one group in the fit
+    source: str
+    size: int
+    against: int
+    inactive_share: float  # share of the size's latents that never fire or fire at ultralow density
+    low_share: float  # share with MCS below the null cutoff against `against`
+    active_low_share: float  # share that is low and active
+
+
+def class_points(named: Sequence[tuple[str, Family, float]], null_q: float, n_heldout: int) -> list[ClassPoint]:
+    """One point per (family, size below its largest), from (label, family, density threshold) triples; a
+    family listed twice (the same dictionaries under two names) gives each point once, under its first name."""
+    from sae_core.report.low_mode import source_label
+
+    points, seen = [], set()
+    for name, fam, threshold in named:
+        large = fam.sizes[-1]
+        cut = stats.null_cutoff(fam.d_in, large, null_q)
+        for size in fam.sizes[:-1]:
+            if (fam.key, size, large) in seen:
+                continue
+            seen.add((fam.key, size, large))
+            c = latents.classify(fam, size, n_heldout, threshold)
+            low = mcs_values(fam, size, large) < cut
+            points.append(ClassPoint(name, fam.key, source_label(fam), size, large,
+                                     float((~c.active).mean()), float(low.mean()), float((low & c.active).mean())))
+    return points
+
+
+def fit_class_points(points: Sequence[ClassPoint], seed: int = 0) -> stats.GroupedFit | None:
+    """low share = a + b · inactive share, with intervals from a bootstrap over families (the nested sizes
+    of one family are not independent points). None with fewer than three families or no spread."""
+    if len({p.key for p in points}) < 3:
+        return None
+    try:
+        return stats.grouped_linear_fit([p.inactive_share for p in points], [p.low_share for p in points],
+                                        [p.key for p in points], seed=seed)
+    except ValueError:
+        return None
+
+
+def fit_sentence(points: Sequence[ClassPoint], fit: stats.GroupedFit | None) -> str:
+    """What the summary figure shows, with the fit's intervals."""
+    if not points:
+        return "There are no held-out activations for dictionaries read without a model, so this figure is empty."
+    n_fam = len({p.key for p in points})
+    if fit is None:
+        return (f"The {len(points)} points come from {n_fam} families, too few (or too alike) to fit a line with "
+                "intervals over families.")
+    on_diagonal = fit.slope_low <= 1 <= fit.slope_high and fit.intercept_low <= 0 <= fit.intercept_high
+    worst = max(points, key=lambda p: p.active_low_share)
+    text = (f"Across {fit.n_points} points from {fit.n_groups} families, low share = {fit.intercept:.3f} (95% interval "
+            f"{fit.intercept_low:.3f} to {fit.intercept_high:.3f}) + {fit.slope:.2f} ({fit.slope_low:.2f} to "
+            f"{fit.slope_high:.2f}) × inactive share, r = {fit.r:.2f} ({fit.r_low:.2f} to {fit.r_high:.2f}); the "
+            "intervals come from a bootstrap over families. ")
+    text += ("The points are consistent with the diagonal." if on_diagonal else
+             "The points are not on the diagonal: slope 1 and intercept 0 are not both inside the intervals.")
+    text += (f" The largest share of active low features is {worst.active_low_share:.1%} ({worst.family}, size "
+             f"{worst.size}).")
+    return text

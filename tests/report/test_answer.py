@@ -1,0 +1,101 @@
+"""The answer by class: counts per setting, and the sentences built from them, at their edges."""
+
+import numpy as np
+import pytest
+
+from sae_core import stats
+from sae_core.report import answer, latents, low_mode_chapter, pipeline
+
+BASE = {"source": "synthetic", "sizes": [16, 32, 64], "n_steps": 60, "batch_size": 32, "seed": 0, "l1_coeff": 3e-2,
+        "synthetic": {"d_in": 8, "n_features": 24, "mean_active": 2.0, "n_parents": 2, "children_per_parent": 2}}
+
+
+def make(n_low, never, ultralow, active, unmoved, n=1024, setting="language model, this report's initialisation"):
+    """A LowByClass with the given counts (the arrays are not read by the sentences)."""
+    c = latents.LatentClasses(n, 1000, 1e-3, np.zeros(n, int), None)
+    return answer.LowByClass(setting, n, 8192, 0.401, n, n_low, 327680, 2e-4, never, ultralow, active, unmoved,
+                             None if unmoved is None else 0, 0.2, 1e-6, 0.03, np.zeros(n), c)
+
+
+def test_verdict_on_and_around_its_boundaries():
+    assert answer.verdict(make(9, 9, 0, 0, 9)) == "no low mode"  # below MIN_LOW
+    assert answer.verdict(make(10, 10, 0, 0, 10)) == "untrained latents"
+    assert answer.verdict(make(100, 60, 30, 10, 90)) == "untrained latents"  # exactly 90% / 90%
+    assert answer.verdict(make(100, 60, 29, 11, 90)) == "not only untrained latents"  # 89% inactive
+    assert answer.verdict(make(100, 60, 30, 10, 89)) == "inactive latents, some moved"
+    assert answer.verdict(make(100, 100, 0, 0, None)) == "latents that (almost) never fire"  # no training record
+
+
+def test_answer_sentence_states_each_count_and_never_nan():
+    text = answer.answer_sentence(make(235, 114, 100, 21, 230))
+    for piece in ("235 of the 1,024 features", "114 (48.5%) never fire on 327,680", "100 (42.6%) fire at ultralow",
+                  "21 (8.9%) are active", "230 (97.9%) still have cosine ≥ 0.9", "20.0% of the high-MCS"):
+        assert piece in text
+    assert "nan" not in text.lower() and text.startswith("Language model")
+    assert "latents that never trained" in text  # 91% inactive, 98% unmoved
+    mixed = answer.answer_sentence(make(100, 20, 20, 60, 40))
+    assert "never trained" not in mixed and "not only untrained latents: 60 are active. 0 of them" in mixed
+    none = answer.answer_sentence(make(3, 3, 0, 0, 3))
+    assert none.startswith("Language model, this report's initialisation: no low mode. Only 3 of the 1,024")
+    all_dead = answer.answer_sentence(make(1024, 1024, 0, 0, 1024))
+    assert "1024 (100.0%) never fire" in all_dead and "never trained" in all_dead
+    one = answer.answer_sentence(make(1, 1, 0, 0, 1, n=1))
+    assert "no low mode" in one and "1 of the 1 features" in one
+
+
+def test_overall_answer_counts_settings_and_names_exceptions():
+    rows = [make(200, 150, 40, 10, 195, setting="a"), make(300, 290, 10, 0, 300, setting="b"),
+            make(100, 20, 20, 60, 40, setting="c"), make(2, 2, 0, 0, 2, setting="d")]
+    text = answer.overall_answer(rows)
+    assert text.startswith("In 2 of the 3 settings with a low mode, it is latents that never trained")
+    assert "40.0% to 100.0%" in text and "The exceptions: c at 1024 (not only untrained latents, 60 active low)" in text
+    assert answer.overall_answer([make(2, 2, 0, 0, 2)]).startswith("None of the 1 settings")
+    assert answer.overall_answer([]) == "No setting was measured."
+
+
+def test_unfound_sentence_states_the_nulls():
+    recur = stats.count_vs_null(11, 76, 0.01)
+    u = answer.Unfound(4096, 8192, 76, recur, (2, 10), (3, 10), 1.0, 0.99)
+    text = answer.unfound_sentence(u, 1)
+    assert "11 have a match above the cutoff in the 8192-feature dictionary of seed 1, against 0.76 expected" in text
+    assert "14.5× chance" in text and "for 2 of the 10 scored (20%), against 3 of 10 (30%)" in text
+    assert "p = 1.000" in text
+    none = answer.unfound_sentence(answer.Unfound(4096, 8192, 0, None, (0, 0), (0, 0), None, 0.99), 1)
+    assert "no active low feature" in none
+    unscored = answer.unfound_sentence(answer.Unfound(4096, 8192, 3, None, (0, 0), (0, 0), None, 0.99), 1)
+    assert unscored.endswith("None fires often enough to score its reconstruction.")
+
+
+def test_density_text():
+    assert answer.density_text(None) == "–" and answer.density_text(0) == "0"
+    assert answer.density_text(0.0234) == "2.3%" and answer.density_text(6.1e-5) == "6.1e-05"
+
+
+@pytest.fixture
+def family(tmp_path, monkeypatch):
+    monkeypatch.setenv("SAE_REPORT_CACHE", str(tmp_path))
+    return pipeline.ensure_family(pipeline.family_params(BASE), progress=False)
+
+
+def test_low_by_class_counts_match_the_classes(family):
+    cut = stats.null_cutoff(8, 64)
+    r = answer.low_by_class(family, 32, 64, cut, 2048, 1e-2, "synthetic")
+    c = latents.classify(family, 32, 2048, 1e-2)
+    low = r.values < cut
+    assert r.n_low == low.sum() and r.never + r.ultralow + r.active == r.n_low
+    assert r.never == (low & c.never_fires).sum() and r.active == (low & c.active).sum()
+    assert r.unmoved == (low & c.unmoved).sum()
+    points = answer.class_points([("base", family, 1e-2)], 0.99, 2048)
+    assert [(p.size, p.against) for p in points] == [(16, 64), (32, 64)]
+    assert points[1].low_share == pytest.approx(r.low_share)
+    assert answer.fit_class_points(points) is None  # one family: no interval over families
+    assert "too few" in answer.fit_sentence(points, None)
+
+
+def test_near_duplicate_share_finds_copied_rows():
+    import torch
+
+    rows = torch.randn(50, 16, generator=torch.Generator().manual_seed(0))
+    assert low_mode_chapter.near_duplicate_share(rows) == 0.0
+    rows[1] = rows[0] * 2.0
+    assert low_mode_chapter.near_duplicate_share(rows) == pytest.approx(2 / 50)
