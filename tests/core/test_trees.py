@@ -1,28 +1,45 @@
 """Feature trees from activation similarity: brute force, a planted hierarchy, random nulls, validation."""
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 import torch
+from scipy import sparse
 
 from sae_core.sae import SAEConfig, SparseAutoencoder
 from sae_core.trees import (
     SCORE_KINDS,
     CoactivationAccumulator,
     activation_correlation,
+    bootstrap_interval,
     build_ladder,
     coactivation_stats,
     containment,
+    correlation_at,
     decoder_vs_activation,
+    depth_statistics,
     directed_masked_cosine,
+    encode_sparse,
     first_split_size,
     identify_latents,
     ladder_coactivation,
+    ladder_depth,
+    level_at,
+    level_intervals,
+    level_statistics,
     level_summary,
     masked_cosine,
     masked_cosine_on_large,
+    pair_stats,
+    pooled_split_rates,
+    recovered_hierarchy,
     relu_masked_cosine,
     sae_coactivation,
+    scored_pairs,
     similarity_scores,
+    sparse_codes,
+    token_permutations,
     tree_from,
     tree_level,
     validate_edges,
@@ -320,3 +337,142 @@ def test_decoder_twins_that_fire_differently_and_the_reverse():
     assert rep.n_twins_fire_differently == 1 and rep.n_fire_alike_not_twins == 1
     strict = decoder_vs_activation(small_dec, large_dec, stats, twin_corr=-1.0, far_cos=0.2)
     assert strict.n_twins_fire_differently == 0 and strict.n_fire_alike_not_twins == 0
+
+
+# ----------------------------------------------------------------------------- sparse pairs and baselines
+def test_pair_stats_equal_the_dense_statistics_and_draw_the_same_trees():
+    rng = np.random.default_rng(7)
+    a, b = random_codes(rng, 400, 10, 0.2), random_codes(rng, 400, 17, 0.15)
+    dense = coactivation_stats(a, b, chunk_size=97, device="cpu", dtype=torch.float64)
+    pairs = pair_stats(a, sparse.csr_matrix(b))
+    assert pairs.shape == (10, 17) and (pairs.cofire >= 1).all()
+    assert np.all(np.diff(pairs.small * 17 + pairs.large) > 0)  # sorted, no duplicates
+    back = pairs.to_dense()
+    for name in ("sum_small", "sum_large", "sumsq_small", "sumsq_large", "max_small", "max_large", "count_small",
+                 "count_large", "cross", "sumsq_small_on_large", "sumsq_large_on_small", "cofire"):
+        np.testing.assert_allclose(getattr(back, name), getattr(dense, name), rtol=1e-12, atol=1e-12, err_msg=name)
+    for kind in SCORE_KINDS:
+        got = similarity_scores(pairs, kind)  # [P]
+        np.testing.assert_allclose(got, similarity_scores(dense, kind)[pairs.small, pairs.large], atol=1e-12)
+        for min_cofire in (1, 3):
+            for threshold in (0.3, 0.6):
+                want = build_ladder([dense], kind=kind, threshold=threshold, min_cofire=min_cofire)[0]
+                (lv,) = build_ladder([pairs], kind=kind, threshold=threshold, min_cofire=min_cofire)
+                assert lv.edges() == want.edges(), (kind, min_cofire, threshold)
+                np.testing.assert_array_equal(lv.best_parent, want.best_parent)
+                ref = tree_level(similarity_scores(dense, kind), threshold, alive_small=dense.alive_small,
+                                 alive_large=dense.alive_large, allowed=dense.cofire >= min_cofire)
+                assert lv.edges() == ref.edges()
+    i, j = np.array([0, 1, 2, 9]), np.array([0, 3, 16, 5])
+    np.testing.assert_allclose(correlation_at(pairs, i, j), activation_correlation(dense)[i, j], atol=1e-12)
+    np.testing.assert_allclose(correlation_at(dense, i, j), activation_correlation(dense)[i, j], atol=1e-12)
+
+
+def test_encode_sparse_matches_dense_codes_and_bad_inputs_are_refused():
+    saes = [SparseAutoencoder(SAEConfig(d_in=8, d_sae=k, seed=k)) for k in (4, 8)]
+    x = torch.randn(300, 8, generator=torch.Generator().manual_seed(0))
+    codes = encode_sparse(saes, [x[:100], x[100:]], chunk_size=64)
+    with torch.no_grad():
+        for sae, c in zip(saes, codes, strict=True):
+            np.testing.assert_allclose(c.toarray(), sae.encode(x).double().numpy(), rtol=1e-6)
+    with pytest.raises(ValueError, match="negative"):
+        sparse_codes(-np.ones((3, 2)))
+    with pytest.raises(ValueError, match="token counts"):
+        pair_stats(np.ones((4, 2)), np.ones((5, 3)))
+    with pytest.raises(ValueError, match="permutation"):
+        pair_stats(np.ones((4, 2)), np.ones((4, 3)), large_tokens=np.array([0, 0, 1, 2]))
+    pairs = scored_pairs(pair_stats(np.ones((4, 2)), np.ones((4, 3))))
+    with pytest.raises(ValueError, match="positive"):
+        level_at(pairs, 0.0)
+    with pytest.raises(ValueError, match="min_cofire"):
+        scored_pairs(pair_stats(np.ones((4, 2)), np.ones((4, 3))), min_cofire=0)
+
+
+def test_shuffling_the_large_codes_removes_the_planted_split():
+    """The permutation baseline keeps every large latent's firing and breaks its co-firing: the
+    planted P -> C1, P -> C2 and X -> X' edges (directed score > 0.9) fall to the chance floor.
+    That floor is not 0: P fires on 20% of tokens, so on the tokens of an independent latent its
+    masked cosine is about sqrt(0.2) E[a] / sqrt(E[a^2]) = 0.44, and at Bricken et al.'s 0.4 the
+    shuffled P still links to every large latent; from 0.5 up no planted edge survives."""
+    small, large = planted_codes()
+    real = pair_stats(small, large)
+    assert level_at(scored_pairs(real, min_cofire=5), 0.6).edges() == {(0, 1), (0, 2), (1, 0)}
+    perms = token_permutations(small.shape[0], 5, seed=3)
+    assert not any(np.array_equal(p, q) for p, q in pairwise(perms))
+    np.testing.assert_array_equal(perms[0], token_permutations(small.shape[0], 1, seed=3)[0])  # seeded
+    for perm in perms:
+        shuffled = pair_stats(small, large, large_tokens=perm)
+        np.testing.assert_array_equal(shuffled.count_large, real.count_large)  # firing rates kept
+        np.testing.assert_allclose(shuffled.max_large, real.max_large)
+        pairs = scored_pairs(shuffled, min_cofire=5)
+        for threshold in (0.5, 0.6, 0.7, 0.8):
+            assert not level_at(pairs, threshold).edges() & {(0, 1), (0, 2), (1, 0)}, threshold
+        floor = pairs.score[pairs.small == 0]  # the shuffled parent against every large latent
+        assert 0.35 < floor.min() and floor.max() < 0.5
+
+
+def independent_dictionary(codes: np.ndarray, seed: int) -> np.ndarray:
+    """A dictionary that learned every feature of a source without hierarchy: its latents are the
+    features in another order, each activation scaled by its own noise (another training seed)."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(codes.shape[1])
+    return codes[:, order] * rng.uniform(0.7, 1.0, codes.shape)
+
+
+def test_seed_baseline_of_a_source_without_hierarchy_splits_no_more_than_chance():
+    """Two same-size dictionaries of a source with independent features (no parent, no child):
+    each latent links to its twin and to nothing else, so the seed baseline's shares of latents
+    with several children and of merges are at chance (the permutation baseline), i.e. zero."""
+    rng = np.random.default_rng(0)
+    t, k = 8000, 40
+    codes = rng.uniform(0.5, 1.5, (t, k)) * (rng.random((t, k)) < rng.uniform(0.01, 0.2, k))
+    seed_a, seed_b = independent_dictionary(codes, 1), independent_dictionary(codes, 2)
+    (seed_level,) = build_ladder([pair_stats(seed_a, seed_b)], min_cofire=5)
+    seed_stats = level_statistics(seed_level)
+    chance = [level_statistics(level_at(scored_pairs(pair_stats(seed_a, seed_b, large_tokens=p), min_cofire=5), 0.6))
+              for p in token_permutations(t, 4)]
+    for name in ("share_children_many", "share_merges"):
+        assert seed_stats[name] <= max(c[name] for c in chance) + 1e-12, name
+    assert seed_level.src.size == k and seed_stats["edges_per_latent"] == 1.0  # exactly the twins
+    assert max(c["edges_per_latent"] for c in chance) == 0.0
+
+
+def test_depth_statistics_and_intervals_on_a_hand_built_ladder():
+    # rung 0: 3 -> 4 latents, rung 1: 4 -> 5; chain 0 -> 1 -> 4 and 0 -> 2; 1 -> 3 (dead end); 2 has none
+    level0 = tree_level(np.array([[0.9, 0.7, 0, 0], [0, 0, 0, 0.8], [0, 0, 0, 0]]), 0.6)
+    level1 = tree_level(np.array([[0, 0, 0, 0, 0], [0, 0, 0, 0, 0.9], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]]), 0.6)
+    np.testing.assert_array_equal(ladder_depth([level0, level1]), [2, 1, 0])
+    d = depth_statistics([level0, level1])
+    assert d["depth"] == pytest.approx(1.0) and d["share_full_depth"] == pytest.approx(1 / 3)
+    assert d["depth_lo"] <= d["depth"] <= d["depth_hi"] and d["n_rungs"] == 2 and d["n_roots"] == 3
+    with pytest.raises(ValueError, match="chain"):
+        ladder_depth([level1, level0])
+    stats = level_statistics(level0)
+    assert stats["edges_per_latent"] == pytest.approx(1.0) and stats["branching_parents"] == pytest.approx(1.5)
+    assert stats["share_children_many"] == pytest.approx(1 / 3) and stats["share_merges"] == 0.0
+    assert level_summary(level0)["edges_per_latent"] == stats["edges_per_latent"]
+    for name, (lo, hi) in level_intervals(level0, n_boot=500).items():
+        assert lo <= stats[name] <= hi, name
+    empty = tree_level(np.zeros((2, 3)), 0.6)
+    assert np.isnan(level_statistics(empty)["branching_parents"])
+    assert np.isnan(level_intervals(empty)["branching_parents"][0])
+    assert bootstrap_interval(np.array([]), np.mean) == (pytest.approx(np.nan, nan_ok=True),) * 2
+
+
+def test_pooled_split_rates_and_recovered_hierarchy():
+    assert np.isnan(pooled_split_rates([]).precision) and np.isnan(pooled_split_rates([]).recall)
+    g = basis(10)
+    small_id = identify_latents(np.concatenate([g[[0, 3, 6]], noise_rows(1), g[[5]]]), g).feature
+    large_id = identify_latents(g[[1, 2, 4, 6, 3, 7]], g).feature
+    scores = np.zeros((5, 6))
+    for edge in ((0, 0), (0, 1), (2, 3), (1, 4), (3, 5), (2, 0), (4, 2), (4, 4)):
+        scores[edge] = 0.8
+    v = validate_edges(tree_level(scores, 0.6), small_id, large_id, PARENT_OF)
+    assert v.n_recovered_split == 2
+    rates = pooled_split_rates([v, v])
+    assert (rates.n_split, rates.n_linking, rates.n_recovered, rates.n_recoverable) == (4, 10, 4, 6)
+    assert rates.precision == pytest.approx(0.4) and rates.recall == pytest.approx(2 / 3)
+    rec = recovered_hierarchy(large_id, PARENT_OF)
+    assert (rec.n_parents, rec.n_children, rec.parents_found, rec.children_found, rec.features_found) == (3, 5, 1, 3, 6)
+    none = recovered_hierarchy(np.full(4, -1), PARENT_OF)
+    assert none.parents_found == 0 and none.children_found == 0 and none.features_found == 0
