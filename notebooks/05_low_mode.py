@@ -74,6 +74,7 @@ small, large = analysis.compared_pair(family, small_size, large_size)
 chapter = low_mode_chapter.LowModeChapter(sources, small, mid_size, large, ablation_sizes, null_quantile, n_heldout)
 glue("n_heldout", chapter.n_heldout_text, display=False)
 glue("threshold_sentence", chapter.threshold_sentence(), display=False)
+glue("chance_cutoffs", chapter.chance_cutoffs(seed=seed), display=False)
 plots.glue_figure("fig_density", plots.density_histograms(chapter.density_panels()))
 display(plots.table(*chapter.class_table()))
 
@@ -81,6 +82,14 @@ display(plots.table(*chapter.class_table()))
 # ## Latent classes
 #
 # {glue:text}`n_heldout` {glue:text}`threshold_sentence`
+#
+# Two chance lines, for two questions. A decoder row that never moved from its random
+# initialisation is a random direction in all d dimensions, so the d-dimensional null is its
+# chance model, and it defines "low" on every page. A *trained* feature lives where the data
+# do, and the activations span far fewer dimensions than d; "better than chance" for a trained
+# feature needs a null drawn in that span. {glue:text}`chance_cutoffs`
+# Claims that a trained feature recurs (high shares, splitting, seed sharing) use the
+# d-dimensional cutoff and are upper bounds on what exceeds chance inside the span.
 #
 # ```{glue:figure} fig_density
 # :name: fig-density

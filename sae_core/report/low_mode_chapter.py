@@ -93,6 +93,37 @@ class LowModeChapter:
         return " ".join(f"On the {low_mode.source_label(f)}: {self.thresholds[f.key].describe()}"
                         for f in self.sources if f.key in self.thresholds)
 
+    def chance_cutoffs(self, n_samples: int = 65536, seed: int = 0) -> str:
+        """The two chance models, per source: the d-dimensional null (right for rows still at their random
+        initialisation; it defines "low") and two nulls for trained features that live where the data do
+        (random directions in the span of the top principal components holding 99% of the variance, and
+        Gaussian draws with the activations' mean and covariance), with the share of the small dictionary
+        above each cutoff."""
+        from sae_core import nulls
+
+        parts = []
+        for fam in self.sources:
+            if not fam.has_activations:
+                continue
+            large = self._large(fam)
+            x = fam.sample(n_samples)
+            ref = fam.features(large)
+            span = nulls.span_null_mcs(ref, activations=x, q=self.null_q, seed=seed)
+            gauss = nulls.gaussian_null_mcs(ref, activations=x, q=self.null_q, seed=seed)
+            v = low_mode.mcs(fam, self.small, large) if self.small in fam.saes else None
+            above = "" if v is None else (
+                f"; {(v >= self._cutoff(fam)).mean():.1%} of the {self.small} features lie above the first, "
+                f"{(v >= span.cutoff).mean():.1%} above the second and {(v >= gauss.cutoff).mean():.1%} above the "
+                "third")
+            parts.append(
+                f"On the {low_mode.source_label(fam)}, against its {large}-feature dictionary: the "
+                f"{fam.d_in}-dimensional null's {self.null_q:.0%} quantile is {self._cutoff(fam):.3f}; random "
+                "directions inside the "
+                f"{span.dim}-dimensional span that holds 99% of the activations' variance reach a median MCS of "
+                f"{span.median:.3f} and a {self.null_q:.0%} quantile of {span.cutoff:.3f}; directions drawn from the "
+                f"activations' mean and covariance reach {gauss.median:.3f} and {gauss.cutoff:.3f}{above}.")
+        return " ".join(parts)
+
     def _classes(self, fam: Family, size: int) -> latents.LatentClasses:
         return latents.classify(fam, size, self.n_heldout, self.thresholds[fam.key].value)
 

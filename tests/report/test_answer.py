@@ -99,3 +99,10 @@ def test_near_duplicate_share_finds_copied_rows():
     assert low_mode_chapter.near_duplicate_share(rows) == 0.0
     rows[1] = rows[0] * 2.0
     assert low_mode_chapter.near_duplicate_share(rows) == pytest.approx(2 / 50)
+
+
+def test_chance_cutoffs_state_both_nulls(family):
+    chapter = low_mode_chapter.LowModeChapter([family], 16, 32, 64, [16, 32], 0.99, 2048)
+    text = chapter.chance_cutoffs(n_samples=2048)
+    assert f"null's 99% quantile is {stats.null_cutoff(8, 64):.3f}" in text
+    assert "span that holds 99% of the activations' variance" in text and "nan" not in text
