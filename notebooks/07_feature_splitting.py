@@ -33,17 +33,22 @@ seed = 0
 small_size = 1024  # the post's pair: 1024 against 8192 (falls back to the largest size)
 large_size = 8192
 null_quantile = 0.99
+n_heldout = 327680  # held-out activations on which a latent's firing class is read (chapter 5)
+ablation_sizes = [256, 1024, 2048]  # sizes with a second seed (chapter 5's, reused by the seed baseline)
+second_seed = 1  # seed of the second family: the seed baseline
 tree_tokens = 16384  # held-out activations on which the feature trees are built
 tree_threshold = 0.6  # an edge needs a directed masked cosine of at least this (the follow-up post's 0.6)
+tree_thresholds = [0.4, 0.5, 0.6, 0.7, 0.8]  # the sweep: Bricken et al.'s 0.4 to 0.8
 tree_min_cofire = 5  # and this many tokens on which both latents fire (not in the post; see the text)
+tree_permutations = 3  # seeded shuffles of the larger dictionary's codes: the permutation baseline
 ground_truth = {}  # a source with true features beside a language model, e.g. {"source": "synthetic"}
 
 # %%
-import numpy as np
 from IPython.display import display
 from myst_nb import glue
 
 from sae_core.report import analysis, pipeline, plots, splitting
+from sae_core.report import splitting_plots as split_plots
 
 # %% tags=["nbval-ignore-output"]
 family = pipeline.ensure_family(pipeline.family_params(globals()))
@@ -84,6 +89,25 @@ plots.table(
 # low-MCS features from {glue:text}`low_first` to {glue:text}`low_last`; the high share
 # moves from {glue:text}`frac_high_first:.1%` to {glue:text}`frac_high_last:.1%`
 # (null cutoff: {glue:text}`frac_null_first:.1%` to {glue:text}`frac_null_last:.1%`).
+#
+# These counts include latents that never fire or fire at ultralow density (chapter 5's
+# classes), whose decoder rows can sit anywhere. Counted over **active** latents only, each
+# against the reference's active latents (the null cutoff then for that many):
+# {glue:text}`active_count_sentence`
+
+# %% tags=["nbval-ignore-output"]
+active = splitting.active_latents(family, n_heldout) if family.has_activations else None
+
+# %%
+active_rows = splitting.active_high_low(family, large, active, null_quantile) if active is not None else []
+glue("active_count_sentence", splitting.active_count_sentence(active_rows) if active is not None else
+     "these dictionaries have no activations to classify their latents by, so there is no such count.",
+     display=False)
+plots.table(
+    ["size", "active latents", "high (0.5)", "high share (0.5)", "high (null)", "high share (null)"],
+    [[r["size"], f"{r['n_active']} of {r['n_latents']}", r["high_post"], splitting.pct(r["frac_high_post"]),
+      r["high_null"], splitting.pct(r["frac_high_null"])] for r in active_rows],
+)
 
 # %% [markdown]
 # ## Feature trees across widths
@@ -102,66 +126,68 @@ plots.table(
 # {glue:text}`tree_min_cofire` tokens on which both fire: two independent sparse latents can
 # reach 0.6 on a single shared token. The edges form a DAG (a large latent may have several
 # parents: a merge); for drawing, each large latent is kept under its best-scoring parent.
+# Bricken et al. left ultralow latents out of their split analysis; here only active
+# latents take part. {glue:text}`excluded_sentence`
+#
+# A count of edges means little without the count the same rule draws where nothing splits.
+# Every statistic below is computed the same way twice more:
+#
+# - **shuffled codes** (permutation baseline): the larger dictionary's codes shuffled across
+#   the tokens, which keeps each latent's firing rate and magnitudes and breaks its co-firing
+#   with the smaller one; {glue:text}`tree_permutations` seeded permutations, shown as their
+#   mean and range;
+# - **another seed** (seed baseline): the rule between the dictionary of the rung's *smaller*
+#   size and a dictionary of the same size trained with seed {glue:text}`second_seed`, where
+#   nothing can split (sizes {glue:text}`seed_sizes`; chapter 5 trains the second seed).
+#
+# The trees' values and the seed baseline's carry 95% bootstrap intervals over latents.
 
 # %% tags=["nbval-ignore-output"]
-tree = splitting.feature_trees(family, n_tokens=tree_tokens, threshold=tree_threshold, min_cofire=tree_min_cofire) \
-    if family.has_activations else None  # trees are built from activations
-summaries = tree.summaries if tree is not None else []
+# trees are built from activations; the baselines reuse their tokens and codes
+tree = splitting.feature_trees(family, n_tokens=tree_tokens, threshold=tree_threshold, min_cofire=tree_min_cofire,
+                               active=active) if family.has_activations else None
+perm = splitting.permutation_baseline(tree, tree_permutations, seed) if tree is not None else None
+retrainable = family.params["source"] != "dictionaries"  # dictionaries read from disk cannot be retrained
+seed_sizes = splitting.seed_family_sizes(family, ablation_sizes, large, companion=False)
+other = pipeline.ensure_family(pipeline.family_params(pipeline.merge_overrides(
+    {**family.params, "sizes": seed_sizes}, {"seed": second_seed}))) if retrainable and tree is not None else None
+seed_base = splitting.seed_baseline(tree, family, other, second_seed, splitting.active_latents(other, n_heldout)) \
+    if other is not None else None
 
 # %%
 glue("tree_threshold", tree_threshold, display=False)
 glue("tree_min_cofire", tree_min_cofire, display=False)
-glue("tree_tokens", tree_tokens, display=False)
-
-
-def pct(x: float) -> str:
-    return "–" if x != x else f"{x:.1%}"
-
-
-def num(x: float) -> str:
-    return "–" if x != x else f"{x:.2f}"
-
-
-plots.table(
-    ["small → large", "edges", "branching (parents)", "no child", "one child", "several", "merges",
-     "dead (small / large)"],
-    [[f"{r['small']} → {r['large']}", r["n_edges"], num(r["branching_parents"]), pct(r["share_children_0"]),
-      pct(r["share_children_1"]), pct(r["share_children_many"]), pct(r["share_merges"]),
-      f"{r['n_small_dead']} / {r['n_large_dead']}"] for r in summaries],
-)
+glue("tree_tokens", tree.n_tokens if tree is not None else tree_tokens, display=False)
+glue("tree_permutations", tree_permutations, display=False)
+glue("second_seed", second_seed, display=False)
+glue("seed_sizes", ", ".join(map(str, seed_base.sizes)) if seed_base is not None and seed_base.sizes else "none here",
+     display=False)
+glue("excluded_sentence", splitting.excluded_sentence(tree, n_heldout) if tree is not None else
+     "These dictionaries were read without activations, so no tree is built.", display=False)
+stat_rows = splitting.rung_statistics(tree, perm, seed_base) if tree is not None else []
+depth = splitting.depth_statistics(tree, perm) if tree is not None else None
+glue("baseline_sentence", splitting.baseline_sentence(stat_rows, depth) if tree is not None else "", display=False)
+plots.table(*splitting.statistics_table(stat_rows, depth))
 
 # %%
-plots.glue_figure("fig_trees", plots.tree_levels(summaries))
+plots.glue_figure("fig_trees", plots.tree_levels(tree.summaries if tree is not None else []))
 if tree is None:
     glue("tree_sentence", "These dictionaries were read without a model and site to take activations from, so no "
          "tree can be built.", display=False)
     glue("twins_sentence", "", display=False)
 else:
-    first_level, last_level = summaries[0], summaries[-1]
-    glue("tree_sentence", (
-        f"From {first_level['small']} → {first_level['large']} to {last_level['small']} → {last_level['large']}, the "
-        f"share of alive small latents with more than one child goes from {pct(first_level['share_children_many'])} "
-        f"to {pct(last_level['share_children_many'])}, and the share of large latents with more than one parent "
-        f"(merges) from {pct(first_level['share_merges'])} to {pct(last_level['share_merges'])}."
-    ), display=False)
-    twin_rows = [[f"{a} → {b}", int(t.alive.sum()), t.n_twins_fire_differently, t.n_fire_alike_not_twins]
-                 for a, b, t in zip(tree.sizes, tree.sizes[1:], tree.twins, strict=False)]
-    glue("twins_sentence", (
-        "The second table pairs each small latent with the large latent whose decoder row is closest (its MCS "
-        "partner) and compares that with how the two fire, as in Bricken et al.'s universality analysis: \"twins that "
-        "fire differently\" have decoder cosine at least 0.9 but activation correlation below 0.5 "
-        f"({sum(r[2] for r in twin_rows)} pairs in all), \"fire alike, not twins\" the reverse (cosine below 0.5, "
-        f"correlation at least 0.9; {sum(r[3] for r in twin_rows)} pairs)."
-    ), display=False)
-    display(plots.table(["small → large", "matched pairs (both alive)", "twins that fire differently",
-                         "fire alike, not twins"], twin_rows))
+    glue("tree_sentence", splitting.tree_sentence(tree), display=False)
+    glue("twins_sentence", splitting.twins_sentence(tree), display=False)
+    display(plots.table(*splitting.twins_table(tree)))
 
 # %% [markdown]
+# {glue:text}`baseline_sentence`
+#
 # ```{glue:figure} fig_trees
 # :name: fig-trees
 #
 # Per rung of the size ladder, on {glue:text}`tree_tokens` held-out activations: the shares of
-# alive small latents with no, one or several children, and the share of alive large latents
+# active small latents with no, one or several children, and the share of active large latents
 # with several parents (merges).
 # ```
 #
@@ -174,77 +200,109 @@ else:
 # `size:latent`, with the true feature it matches on a synthetic source.
 
 # %%
-if tree is None:
-    examples = "No tree: these dictionaries have no activations."
-else:
-    def descendants(latent: int, level: int = 0) -> int:
-        if level >= len(tree.levels):
-            return 0
-        kids = np.flatnonzero(tree.levels[level].best_parent == latent)
-        return len(kids) + sum(descendants(int(k), level + 1) for k in kids)
-
-    roots = sorted(range(tree.sizes[0]), key=lambda i: -descendants(i))[:3]
-    examples = "\n\n".join("\n".join(splitting.describe_subtree(tree, r, depth=3)) for r in roots)
-print(examples)
+print("No tree: these dictionaries have no activations." if tree is None else
+      "\n\n".join("\n".join(splitting.describe_subtree(tree, r, depth=3)) for r in splitting.largest_trees(tree)))
 
 # %% [markdown]
 # ## Against the true hierarchy
 #
 # On a synthetic source each latent can be named by the true feature its decoder row lies
 # within cosine 0.9 of, and the source's hierarchy (parents whose children fire only with
-# them, each child at cosine 0.5 to its parent) says which edges are true splits.
+# them, each child at a set cosine to its parent) says which edges are true splits.
 # {glue:text}`truth_tree_where`
 
 # %% tags=["nbval-ignore-output"]
 truth_family = pipeline.companion_family(family, ground_truth)
-truth_tree = None
-if truth_family is not None:
-    truth_tree = tree if truth_family is family else None if not truth_family.has_activations else splitting.feature_trees(
-        truth_family, n_tokens=tree_tokens, threshold=tree_threshold, min_cofire=tree_min_cofire)
+truth_tree, truth_perm, truth_seed = None, None, None
+if truth_family is family:
+    truth_tree, truth_perm, truth_seed = tree, perm, seed_base
+elif truth_family is not None and truth_family.has_activations:
+    truth_active = splitting.active_latents(truth_family, n_heldout)
+    truth_tree = splitting.feature_trees(truth_family, n_tokens=tree_tokens, threshold=tree_threshold,
+                                         min_cofire=tree_min_cofire, active=truth_active)
+    truth_perm = splitting.permutation_baseline(truth_tree, tree_permutations, seed)
+    truth_seed_sizes = splitting.seed_family_sizes(truth_family, ablation_sizes, large, companion=True)
+    if truth_seed_sizes:
+        truth_other = pipeline.ensure_family(pipeline.family_params(pipeline.merge_overrides(
+            {**truth_family.params, "sizes": truth_seed_sizes}, {"seed": second_seed})))
+        truth_seed = splitting.seed_baseline(truth_tree, truth_family, truth_other, second_seed,
+                                             splitting.active_latents(truth_other, n_heldout))
 
 # %%
 glue("truth_tree_where", "" if truth_family is family else
      "This build's language model has no known hierarchy and no ground-truth source is set beside it (parameter "
      "`ground_truth`)." if truth_family is None else
-     "The language model has no known hierarchy, so the trees are built the same way on the ground-truth source "
-     "beside it (same sizes and training settings).", display=False)
-if truth_tree is None or truth_tree.validation is None:
-    truth_sentence = "There is no true hierarchy to check the trees against in this build."
-    display(plots.table(["small → large", "note"], [[f"{r['small']} → {r['large']}", "no ground truth"]
-                                                     for r in summaries]))
-else:
-    tree = truth_tree  # the rest of this section reads the trees of the source with ground truth
-    display(plots.table(
-        ["small → large", "identified edges", "same feature", "true split", "other", "precision",
-         "recall of true splits (recoverable)", "recall of carried features"],
-        [[f"{a} → {b}", sum(v.counts[k] for k in ("same", "split", "absorbed", "sibling", "unrelated")),
-          v.counts["same"], v.counts["split"], v.counts["absorbed"] + v.counts["sibling"] + v.counts["unrelated"],
-          pct(v.precision), f"{pct(v.recall_split)} ({v.n_recoverable_split})", pct(v.recall_same)]
-         for a, b, v in zip(tree.sizes, tree.sizes[1:], tree.validation, strict=False)],
-    ))
-    fs = tree.first_split
-    split_sizes = fs.split_size[fs.split_size > 0]
-    never = int((fs.split_size < 0).sum())
-    median_split = f"{int(np.median(split_sizes))}" if split_sizes.size else "none"
-    splits = sum(v.counts["split"] for v in tree.validation)
-    unrelated = sum(v.counts["unrelated"] + v.counts["sibling"] + v.counts["absorbed"] for v in tree.validation)
-    identified = splits + unrelated + sum(v.counts["same"] for v in tree.validation)
-    first_part = (f"Of the {fs.parents.size} true parents, a child first appears as a learned feature at a median "
-                  f"size of {median_split} ({never} never within the ladder)." if split_sizes.size else
-                  f"None of the {fs.parents.size} true parents has a child learned as a feature within the ladder.")
-    if identified == 0:
-        edge_part = (" No edge joins two latents that are both identified with true features (within cosine 0.9), "
-                     "so the edges cannot be checked against the hierarchy here.")
-    else:
-        edge_part = (
-            f" Across all rungs, {splits} identified edges are true parent → child splits and {unrelated} link "
-            "features the hierarchy does not relate"
-            + (": the splitting seen in MCS terms includes true splitting." if splits > unrelated else
-               ": most links between different features are not the true hierarchy, so the splitting seen in MCS "
-               "terms is mostly a change of basis here.")
-        )
-    truth_sentence = first_part + edge_part
-glue("truth_tree_sentence", truth_sentence, display=False)
+     "The language model has no known hierarchy, so the trees and their baselines are built the same way on the "
+     "ground-truth source beside it (same sizes and training settings).", display=False)
+truth_ok = truth_tree is not None and truth_tree.validation is not None
+truth_rows = splitting.rung_statistics(truth_tree, truth_perm, truth_seed) if truth_ok else []
+truth_depth = splitting.depth_statistics(truth_tree, truth_perm) if truth_ok else None
+curve = splitting.threshold_curve(truth_tree, truth_perm, truth_seed, tree_thresholds) if truth_ok else None
+glue("recovery_sentence", splitting.recovery_sentence(truth_tree) if truth_ok else
+     "There is no true hierarchy to check the trees against in this build.", display=False)
+glue("truth_tree_sentence", splitting.truth_sentence(truth_tree) if truth_ok else "", display=False)
+glue("truth_baseline_sentence", (splitting.excluded_sentence(truth_tree, n_heldout) + " "
+                                 + splitting.baseline_sentence(truth_rows, truth_depth))
+     if truth_ok and truth_tree is not tree else "", display=False)
+glue("threshold_sentence", splitting.threshold_sentence(curve), display=False)
+plots.glue_figure("fig_pr", split_plots.precision_recall(curve))
+plots.glue_figure("fig_baselines", split_plots.edges_against_baselines(
+    [(name, r) for name, r in (("trees of this build's source", stat_rows),
+                                ("ground-truth source", truth_rows if truth_tree is not tree else []))]))
+examples = splitting.example_subtrees(truth_tree, truth_perm) if truth_ok else \
+    splitting.example_subtrees(tree, perm) if tree is not None else []
+plots.glue_figure("fig_subtrees", split_plots.subtrees(truth_tree if truth_ok else tree, examples))
+glue("examples_sentence", splitting.examples_sentence(examples), display=False)
+plots.table(*splitting.recovery_table(truth_tree if truth_ok else None))
+
+# %% [markdown]
+# {glue:text}`recovery_sentence`
+#
+# {glue:text}`truth_baseline_sentence`
+
+# %%
+plots.table(*splitting.validation_table(truth_tree if truth_ok else None))
 
 # %% [markdown]
 # {glue:text}`truth_tree_sentence`
+#
+# ### Which threshold recovers the hierarchy
+#
+# No threshold is chosen by hand: the directed score's threshold is swept, and at each value
+# the edges of every rung are checked against the true hierarchy. **Precision** is the share
+# of the edges linking two different true features that link a parent to its own child;
+# **recall** is the share of the true parent → child pairs present in a rung's two
+# dictionaries that some edge links. The same is computed on shuffled codes and across seeds:
+# the precision and recall of chance. A threshold *recovers the hierarchy* when precision and
+# recall both reach 50% and precision exceeds that of every permutation.
+
+# %%
+plots.table(*splitting.curve_table(curve))
+
+# %% [markdown]
+# {glue:text}`threshold_sentence`
+#
+# ```{glue:figure} fig_pr
+# :name: fig-pr
+#
+# Precision against recall of the true parent → child pairs at each threshold of the sweep
+# (labels), for the trees, for shuffled codes and for another seed. A point is left out where
+# it is undefined (no edge links two true features, or no true pair is present).
+# ```
+#
+# ```{glue:figure} fig_baselines
+# :name: fig-baselines
+#
+# Edges per active small latent at each rung at the threshold {glue:text}`tree_threshold`:
+# the trees (bootstrap interval over latents), shuffled codes (range over permutations) and
+# another seed at the rung's smaller size (bootstrap interval). Symmetric-log scale.
+# ```
+#
+# ```{glue:figure} fig_subtrees
+# :name: fig-subtrees
+#
+# One subtree per class of outcome, each chosen by the rule in its title; each edge carries
+# its score and, on the ground truth, its kind.
+# ```
+#
+# {glue:text}`examples_sentence`
