@@ -402,6 +402,8 @@ class Example:
     children: list[tuple[int, float, str]] = field(default_factory=list)  # (large latent, score, edge kind)
     root_feature: int = -1
     chance: float = float("nan")  # the permutation baseline's highest score at that rung
+    chosen: int = -1  # the large latent of the edge the rule chose
+    chosen_score: float = float("nan")
 
 
 def _chance_ceiling(perm: PermutationBaseline | None, k: int) -> float:
@@ -426,7 +428,8 @@ def example_subtrees(report: TreeReport, perm: PermutationBaseline | None) -> li
         k, i = chosen[0], chosen[1]
         kids = [(j, s, kind) for kk, ii, j, s, kind in edges if kk == k and ii == i]
         feat = int(report.identities[report.sizes[k]][i]) if report.identities is not None else -1
-        return Example(label, rule, k, i, sorted(kids, key=lambda c: -c[1]), feat, _chance_ceiling(perm, k))
+        return Example(label, rule, k, i, sorted(kids, key=lambda c: -c[1]), feat, _chance_ceiling(perm, k),
+                       chosen[2], chosen[3])
 
     best = lambda pool: max(pool, key=lambda e: (e[3], -e[0], -e[1], -e[2])) if pool else None  # noqa: E731
     out = []
@@ -735,7 +738,7 @@ def examples_sentence(examples: Sequence[Example]) -> str:
             continue
         chance = (f"; the best score of any permutation at that rung is {ex.chance:.2f}" if np.isfinite(ex.chance)
                   else "")
-        top = ex.children[0][1] if ex.children else float("nan")
         parts.append(f"The {ex.label} panel shows latent {ex.root} of rung {ex.rung + 1} with its "
-                     f"{len(ex.children)} edge{'s' if len(ex.children) != 1 else ''} (best score {num(top)}{chance}).")
+                     f"{len(ex.children)} edge{'s' if len(ex.children) != 1 else ''}; the chosen edge scores "
+                     f"{num(ex.chosen_score)}{chance}.")
     return " ".join(parts)
