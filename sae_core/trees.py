@@ -104,6 +104,7 @@ from sae_core.similarity import max_cosine_similarity
 
 DIRECTED_THRESHOLD = 0.6  # the follow-up post's threshold for the directed score
 DEFAULT_CHUNK = 4096  # tokens per chunk when a whole [T, N] tensor is given
+DENSE_STEP_RATIO = 100  # pair_stats: dense when T N' M' < this many times the sparse products' steps
 ScoreKind = Literal["directed", "directed_capped", "directed_cosine", "mcs", "pearson"]
 SCORE_KINDS = ("directed", "directed_capped", "directed_cosine", "mcs", "pearson")
 EDGE_KINDS = ("same", "split", "absorbed", "sibling", "unrelated", "unidentified")
@@ -364,8 +365,9 @@ class PairStats:
     large: np.ndarray  # [P] int64, its large latent
     cross: np.ndarray  # [P] sum_t a_i b_j
     sumsq_small_on_large: np.ndarray  # [P] sum_{t: b_j > 0} a_i^2
-    sumsq_large_on_small: np.ndarray  # [P] sum_{t: a_i > 0} b_j^2
-    cofire: np.ndarray  # [P] co-firing tokens (>= 1)
+    sumsq_large_on_small: np.ndarray | None  # [P] sum_{t: a_i > 0} b_j^2 (None: not computed)
+    cofire: np.ndarray  # [P] co-firing tokens (>= min_cofire)
+    min_cofire: int = 1  # pairs co-firing on fewer tokens were dropped
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -399,7 +401,8 @@ class PairStats:
             self.n_tokens, self.sum_small.copy(), self.sum_large.copy(), self.sumsq_small.copy(),
             self.sumsq_large.copy(), self.max_small.copy(), self.max_large.copy(), self.count_small.copy(),
             self.count_large.copy(), dense(self.cross), dense(self.sumsq_small_on_large),
-            dense(self.sumsq_large_on_small), dense(self.cofire),
+            dense(self.sumsq_large_on_small) if self.sumsq_large_on_small is not None else np.full(self.shape, np.nan),
+            dense(self.cofire),
         )
 
 
@@ -408,10 +411,14 @@ def sparse_codes(codes: torch.Tensor | np.ndarray | sparse.spmatrix) -> sparse.c
     if sparse.issparse(codes):
         out = sparse.csr_matrix(codes, dtype=np.float64, copy=True)
     else:
-        arr = torch.as_tensor(codes).detach().cpu().double().numpy()
-        if arr.ndim != 2:
-            raise ValueError(f"codes must be [tokens, latents], got shape {arr.shape}")
-        out = sparse.csr_matrix(arr)
+        t = torch.as_tensor(codes).detach().cpu()
+        if t.ndim != 2:
+            raise ValueError(f"codes must be [tokens, latents], got shape {tuple(t.shape)}")
+        nonzero = t != 0  # in the codes' dtype: no dense float64 copy
+        rows, cols = nonzero.nonzero(as_tuple=True)  # row-major, as CSR stores them
+        indptr = np.zeros(t.shape[0] + 1, np.int64)
+        np.cumsum(torch.bincount(rows, minlength=t.shape[0]).numpy(), out=indptr[1:])
+        out = sparse.csr_matrix((t[nonzero].double().numpy(), cols.numpy(), indptr), shape=tuple(t.shape))
     if not np.isfinite(out.data).all():
         raise ValueError("codes contain NaN or inf")
     if (out.data < 0).any():
@@ -454,13 +461,30 @@ def pair_stats(
     codes_large: torch.Tensor | np.ndarray | sparse.spmatrix,
     *,
     large_tokens: np.ndarray | None = None,
+    method: Literal["auto", "sparse", "dense"] = "auto",
+    min_cofire: int = 1,
+    small_masks: bool = True,
 ) -> PairStats:
     """:class:`PairStats` of two code matrices ``[T, N]``, ``[T, M]`` (dense or sparse).
 
     ``large_tokens [T]`` (a permutation of the tokens), if given, pairs token ``t`` of the small
     dictionary with token ``large_tokens[t]`` of the large one: the permutation baseline, which
     keeps each large latent's firing and magnitudes and breaks its co-firing with the small one.
-    Four sparse products ``[N, T] @ [T, M]`` in float64.
+
+    ``method``: four sparse products ``[N, T] @ [T, M]`` in float64 (``"sparse"``, cost
+    ``sum_t L0_small(t) L0_large(t)``), or the dense accumulation of :class:`CoactivationAccumulator`
+    (``"dense"``, cost ``T N' M'`` over the latents that fire). ``"auto"`` takes the dense one
+    when codes are so dense that it is faster (measured here: a sparse product step costs about
+    as much as 400-1000 dense multiply-adds, less the dense path's overheads: a factor of 100)
+    and its ``4 N M`` accumulators fit in 1 GiB. The
+    sparse path takes two products: ``A^T B`` and the complex ``(A*A + i P)^T Q``, whose real part
+    is ``sumsq_small_on_large`` and imaginary part the co-firing count (exact: small integers); a
+    third, ``P^T (B*B)``, only with ``small_masks`` (``sumsq_large_on_small``, which the masked
+    cosine on the small latent's tokens needs: ``"mcs"``; without it that field is ``None``).
+
+    ``min_cofire`` keeps only pairs that co-fire on at least that many tokens (the rest are
+    treated as never co-firing: no score of theirs can then be asked for, see :func:`scored_pairs`);
+    on real codes most co-firing pairs share one or two tokens, so this shrinks the result many-fold.
     """
     a, b = sparse_codes(codes_small), sparse_codes(codes_large)
     if a.shape[0] != b.shape[0]:
@@ -472,22 +496,45 @@ def pair_stats(
         if not np.array_equal(np.sort(large_tokens), np.arange(b.shape[0])):
             raise ValueError("large_tokens must be a permutation of the tokens")
         b = b[large_tokens]
+    if method not in ("auto", "sparse", "dense"):
+        raise ValueError(f"unknown method {method!r}")
+    if min_cofire < 1:
+        raise ValueError(f"min_cofire must be >= 1, got {min_cofire}")
+    if method == "auto":
+        sparse_steps = float(np.dot(np.diff(a.indptr).astype(np.float64), np.diff(b.indptr)))
+        n_fire, m_fire = np.unique(a.indices).size, np.unique(b.indices).size
+        dense_steps = float(a.shape[0]) * n_fire * m_fire
+        method = "dense" if dense_steps < DENSE_STEP_RATIO * sparse_steps and a.shape[1] * b.shape[1] <= 2**25 \
+            else "sparse"
+    if method == "dense":
+        acc = CoactivationAccumulator(a.shape[1], b.shape[1], device="cpu")
+        for start in range(0, a.shape[0], DEFAULT_CHUNK):
+            stop = start + DEFAULT_CHUNK
+            acc.update(torch.from_numpy(a[start:stop].toarray()), torch.from_numpy(b[start:stop].toarray()))
+        return _pairs_of(acc.result(), min_cofire, small_masks)
     at = a.T.tocsr()  # [N, T]
-    fire_a, a2 = at.copy(), at.copy()
-    fire_a.data[:] = 1.0
-    a2.data **= 2
-    fire_b, b2 = b.copy(), b.copy()
+    a2_fire = at.astype(np.complex128)
+    a2_fire.data = at.data**2 + 1j  # a^2 + i * 1[a > 0]
+    fire_b = b.copy()
     fire_b.data[:] = 1.0
-    b2.data **= 2
-    products = [at @ b, a2 @ fire_b, fire_a @ b2, fire_a @ fire_b]  # [N, M] each, one sparsity pattern
+    cross = at @ b  # [N, M]; every product has one sparsity pattern: sums of positive terms on co-firing tokens
+    sq_and_count = a2_fire @ fire_b
+    products = [cross, sq_and_count]
+    if small_masks:
+        fire_a, b2 = at.copy(), b.copy()
+        fire_a.data[:] = 1.0
+        b2.data **= 2
+        products.append(fire_a @ b2)
     for m in products:
         m.sort_indices()
-    ref = products[-1]
-    for m in products[:-1]:  # all entries are sums of positive terms: the same structure
+    ref = products[0]
+    for m in products[1:]:
         if not (np.array_equal(m.indptr, ref.indptr) and np.array_equal(m.indices, ref.indices)):
             raise RuntimeError("sparse products with different patterns")  # pragma: no cover
-    small = np.repeat(np.arange(ref.shape[0], dtype=np.int64), np.diff(ref.indptr))
-    large = ref.indices.astype(np.int64)
+    cofire = np.rint(sq_and_count.data.imag)
+    keep = cofire >= min_cofire
+    small = np.repeat(np.arange(ref.shape[0], dtype=np.int64), np.diff(ref.indptr))[keep]
+    large = ref.indices.astype(np.int64)[keep]
 
     def col(x: sparse.csr_matrix, how: str) -> np.ndarray:
         if how == "max":
@@ -501,8 +548,22 @@ def pair_stats(
         max_small=np.maximum(col(a, "max"), 0.0), max_large=np.maximum(col(b, "max"), 0.0),
         count_small=np.bincount(a.indices, minlength=a.shape[1]).astype(np.int64),
         count_large=np.bincount(b.indices, minlength=b.shape[1]).astype(np.int64),
-        small=small, large=large, cross=products[0].data.copy(), sumsq_small_on_large=products[1].data.copy(),
-        sumsq_large_on_small=products[2].data.copy(), cofire=products[3].data.copy(),
+        small=small, large=large, cross=cross.data[keep], sumsq_small_on_large=sq_and_count.data.real[keep],
+        sumsq_large_on_small=products[2].data[keep] if small_masks else None, cofire=cofire[keep],
+        min_cofire=int(min_cofire),
+    )
+
+
+def _pairs_of(stats: CoactivationStats, min_cofire: int = 1, small_masks: bool = True) -> PairStats:
+    """The pairs of dense statistics that co-fire on at least ``min_cofire`` tokens."""
+    small, large = np.nonzero(stats.cofire >= min_cofire)  # row-major: sorted by (small, large)
+    n, m = stats.shape
+    return PairStats(
+        stats.n_tokens, n, m, stats.sum_small, stats.sum_large, stats.sumsq_small, stats.sumsq_large,
+        stats.max_small, stats.max_large, stats.count_small, stats.count_large, small.astype(np.int64),
+        large.astype(np.int64), stats.cross[small, large], stats.sumsq_small_on_large[small, large],
+        stats.sumsq_large_on_small[small, large] if small_masks else None, stats.cofire[small, large],
+        int(min_cofire),
     )
 
 
@@ -540,6 +601,8 @@ def masked_cosine_on_large(stats: AnyStats) -> np.ndarray:
 
 def masked_cosine_on_small(stats: AnyStats) -> np.ndarray:
     """``cos_{S_i}(i, j) = sum_t a_i b_j / sqrt(sum_t a_i^2 * sum_{a_i>0} b_j^2)`` [N, M]; 0 where undefined."""
+    if stats.sumsq_large_on_small is None:
+        raise ValueError("these pair statistics were computed without small_masks: no masked cosine on S_i")
     den = np.sqrt(_per_small(stats, stats.sumsq_small) * stats.sumsq_large_on_small)
     return np.clip(_safe_div(stats.cross, den), 0.0, 1.0)
 
@@ -586,11 +649,16 @@ def activation_correlation(stats: AnyStats) -> np.ndarray:
     return np.clip(_safe_div(cov, den), -1.0, 1.0)
 
 
-def correlation_at(stats: AnyStats, small: np.ndarray, large: np.ndarray) -> np.ndarray:
-    """Pearson correlation of the pairs ``(small[k], large[k])`` (any pairs, co-firing or not)."""
+def correlation_at(stats: AnyStats, small: np.ndarray, large: np.ndarray,
+                   cross: np.ndarray | None = None) -> np.ndarray:
+    """Pearson correlation of the pairs ``(small[k], large[k])`` (any pairs, co-firing or not).
+
+    ``cross [K]`` (``sum_t a b`` of each pair) replaces the statistics' own, which for
+    :class:`PairStats` built with ``min_cofire > 1`` lack the pairs that co-fire on fewer tokens."""
     small, large = np.asarray(small, np.int64), np.asarray(large, np.int64)
     t = stats.n_tokens
-    cross = stats.lookup(small, large, stats.cross) if isinstance(stats, PairStats) else stats.cross[small, large]
+    if cross is None:
+        cross = stats.lookup(small, large, stats.cross) if isinstance(stats, PairStats) else stats.cross[small, large]
     mu_a, mu_b = stats.sum_small[small] / t, stats.sum_large[large] / t
     sq_a, sq_b = stats.sumsq_small[small] / t, stats.sumsq_large[large] / t
     var_a, var_b = np.maximum(sq_a - mu_a**2, 0.0), np.maximum(sq_b - mu_b**2, 0.0)
@@ -763,6 +831,9 @@ def scored_pairs(
     fire on held-out activations) further restrict the latents that fired on these tokens."""
     if min_cofire < 1:
         raise ValueError(f"min_cofire must be >= 1 (a pair that never co-fires is no edge), got {min_cofire}")
+    if isinstance(stats, PairStats) and min_cofire < stats.min_cofire:
+        raise ValueError(f"these pair statistics keep only pairs co-firing on >= {stats.min_cofire} tokens; "
+                         f"min_cofire={min_cofire} needs more")
     n, m = stats.shape
     keep_small, keep_large = _masks(n, m, alive_small, alive_large)
     keep_small, keep_large = keep_small & stats.alive_small, keep_large & stats.alive_large
@@ -1153,6 +1224,7 @@ def decoder_vs_activation(
     stats: AnyStats,
     *,
     correlation: np.ndarray | None = None,
+    codes: tuple[sparse.spmatrix, sparse.spmatrix] | None = None,
     twin_cos: float = 0.9,
     twin_corr: float = 0.5,
     far_cos: float = 0.5,
@@ -1162,17 +1234,22 @@ def decoder_vs_activation(
 
     ``match[i] = argmax_j cos(w_i, v_j)`` over decoder rows; ``activation_corr[i] = rho(i, match[i])``
     (Pearson over the held-out tokens, :func:`activation_correlation`, or ``correlation [N, M]``
-    if given). Counts only pairs whose two latents are alive: "geometric twins that fire
-    differently" (``cos >= twin_cos``, ``rho < twin_corr``) and the reverse (``cos < far_cos``,
-    ``rho >= alike_corr``).
+    if given, or from ``codes = (A [T, N], B [T, M])``, the codes the statistics were taken from).
+    Counts only pairs whose two latents are alive: "geometric twins that fire differently"
+    (``cos >= twin_cos``, ``rho < twin_corr``) and the reverse (``cos < far_cos``, ``rho >= alike_corr``).
     """
     res = max_cosine_similarity(decoder_small, decoder_large, dtype=torch.float64)
     match, cos = res.indices.numpy(), res.values.numpy()
     if len(match) != stats.shape[0] or len(decoder_large) != stats.shape[1]:
         raise ValueError(f"decoders ({len(match)}, {len(decoder_large)}) do not fit the statistics {stats.shape}")
     rows = np.arange(len(match))
-    corr = (correlation_at(stats, rows, match) if correlation is None
-            else np.asarray(correlation, np.float64)[rows, match])
+    if correlation is not None:
+        corr = np.asarray(correlation, np.float64)[rows, match]
+    elif codes is not None:  # exact sum_t a_i b_match(i) from the codes themselves
+        a, b = sparse_codes(codes[0]), sparse_codes(codes[1])
+        corr = correlation_at(stats, rows, match, np.asarray(a.multiply(b[:, match]).sum(0), np.float64).ravel())
+    else:
+        corr = correlation_at(stats, rows, match)
     alive = stats.alive_small & stats.alive_large[match]
     return TwinReport(
         match=match,

@@ -330,6 +330,9 @@ def test_decoder_twins_that_fire_differently_and_the_reverse():
     large = np.stack([u * late, u * on1, u * on2, u * (rng.random(t) < 0.1), np.zeros(t)], 1)
     stats = coactivation_stats(small, large, device="cpu")
     rep = decoder_vs_activation(small_dec, large_dec, stats)
+    lean = pair_stats(small, large, min_cofire=50, small_masks=False)
+    exact = decoder_vs_activation(small_dec, large_dec, lean, codes=(small, large))
+    np.testing.assert_allclose(exact.activation_corr, rep.activation_corr, atol=1e-5)  # float32 sums there
     np.testing.assert_array_equal(rep.match, [0, 1, 2, 4])
     np.testing.assert_allclose(rep.decoder_cos, [1.0, 0.3, 1.0, 1.0], atol=1e-12)
     assert rep.activation_corr[0] < 0 and rep.activation_corr[1] == pytest.approx(1.0)
@@ -344,7 +347,7 @@ def test_pair_stats_equal_the_dense_statistics_and_draw_the_same_trees():
     rng = np.random.default_rng(7)
     a, b = random_codes(rng, 400, 10, 0.2), random_codes(rng, 400, 17, 0.15)
     dense = coactivation_stats(a, b, chunk_size=97, device="cpu", dtype=torch.float64)
-    pairs = pair_stats(a, sparse.csr_matrix(b))
+    pairs = pair_stats(a, sparse.csr_matrix(b), method="sparse")
     assert pairs.shape == (10, 17) and (pairs.cofire >= 1).all()
     assert np.all(np.diff(pairs.small * 17 + pairs.large) > 0)  # sorted, no duplicates
     back = pairs.to_dense()
@@ -363,6 +366,21 @@ def test_pair_stats_equal_the_dense_statistics_and_draw_the_same_trees():
                 ref = tree_level(similarity_scores(dense, kind), threshold, alive_small=dense.alive_small,
                                  alive_large=dense.alive_large, allowed=dense.cofire >= min_cofire)
                 assert lv.edges() == ref.edges()
+    for method in ("dense", "auto"):  # the dense accumulation (float32 products) gives the same pairs
+        other = pair_stats(a, b, method=method)
+        np.testing.assert_array_equal(other.small, pairs.small)
+        np.testing.assert_array_equal(other.large, pairs.large)
+        for kind in SCORE_KINDS:
+            np.testing.assert_allclose(similarity_scores(other, kind), similarity_scores(pairs, kind), atol=1e-5)
+    lean = pair_stats(a, b, method="sparse", min_cofire=3, small_masks=False)  # what the report computes
+    assert lean.sumsq_large_on_small is None and (lean.cofire >= 3).all()
+    for kind in ("directed", "directed_capped", "directed_cosine", "pearson"):
+        want = build_ladder([dense], kind=kind, threshold=0.5, min_cofire=3)[0]
+        assert build_ladder([lean], kind=kind, threshold=0.5, min_cofire=3)[0].edges() == want.edges(), kind
+    with pytest.raises(ValueError, match="small_masks"):
+        similarity_scores(lean, "mcs")
+    with pytest.raises(ValueError, match="co-firing on >= 3"):
+        scored_pairs(lean, min_cofire=2)
     i, j = np.array([0, 1, 2, 9]), np.array([0, 3, 16, 5])
     np.testing.assert_allclose(correlation_at(pairs, i, j), activation_correlation(dense)[i, j], atol=1e-12)
     np.testing.assert_allclose(correlation_at(dense, i, j), activation_correlation(dense)[i, j], atol=1e-12)
@@ -381,6 +399,8 @@ def test_encode_sparse_matches_dense_codes_and_bad_inputs_are_refused():
         pair_stats(np.ones((4, 2)), np.ones((5, 3)))
     with pytest.raises(ValueError, match="permutation"):
         pair_stats(np.ones((4, 2)), np.ones((4, 3)), large_tokens=np.array([0, 0, 1, 2]))
+    with pytest.raises(ValueError, match="method"):
+        pair_stats(np.ones((4, 2)), np.ones((4, 3)), method="nope")
     pairs = scored_pairs(pair_stats(np.ones((4, 2)), np.ones((4, 3))))
     with pytest.raises(ValueError, match="positive"):
         level_at(pairs, 0.0)
