@@ -36,7 +36,7 @@ null_quantile = 0.99
 n_heldout = 327680  # held-out activations on which a latent's firing class is read (chapter 5)
 ablation_sizes = [256, 1024, 2048]  # sizes with a second seed (chapter 5's, reused by the seed baseline)
 second_seed = 1  # seed of the second family: the seed baseline
-tree_tokens = 16384  # held-out activations on which the feature trees are built
+tree_tokens = 8192  # held-out activations on which the feature trees (and their baselines) are built
 tree_threshold = 0.6  # an edge needs a directed masked cosine of at least this (the follow-up post's 0.6)
 tree_thresholds = [0.4, 0.5, 0.6, 0.7, 0.8]  # the sweep: Bricken et al.'s 0.4 to 0.8
 tree_min_cofire = 5  # and this many tokens on which both latents fire (not in the post; see the text)
@@ -138,7 +138,9 @@ plots.table(
 #   mean and range;
 # - **another seed** (seed baseline): the rule between the dictionary of the rung's *smaller*
 #   size and a dictionary of the same size trained with seed {glue:text}`second_seed`, where
-#   nothing can split (sizes {glue:text}`seed_sizes`; chapter 5 trains the second seed).
+#   nothing can split (sizes {glue:text}`seed_sizes`; chapter 5 trains the second seed). Its
+#   latents count as active when they fire on the trees' tokens at least as often as the
+#   family's density threshold between ultralow and active latents.
 #
 # The trees' values and the seed baseline's carry 95% bootstrap intervals over latents.
 
@@ -151,7 +153,7 @@ retrainable = family.params["source"] != "dictionaries"  # dictionaries read fro
 seed_sizes = splitting.seed_family_sizes(family, ablation_sizes, large, companion=False)
 other = pipeline.ensure_family(pipeline.family_params(pipeline.merge_overrides(
     {**family.params, "sizes": seed_sizes}, {"seed": second_seed}))) if retrainable and tree is not None else None
-seed_base = splitting.seed_baseline(tree, family, other, second_seed, splitting.active_latents(other, n_heldout)) \
+seed_base = splitting.seed_baseline(tree, family, other, second_seed, splitting.activity_threshold(family, n_heldout)) \
     if other is not None else None
 
 # %%
@@ -226,7 +228,7 @@ elif truth_family is not None and truth_family.has_activations:
         truth_other = pipeline.ensure_family(pipeline.family_params(pipeline.merge_overrides(
             {**truth_family.params, "sizes": truth_seed_sizes}, {"seed": second_seed})))
         truth_seed = splitting.seed_baseline(truth_tree, truth_family, truth_other, second_seed,
-                                             splitting.active_latents(truth_other, n_heldout))
+                                             splitting.activity_threshold(truth_family, n_heldout))
 
 # %%
 glue("truth_tree_where", "" if truth_family is family else

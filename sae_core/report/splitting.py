@@ -57,6 +57,13 @@ def active_latents(family: Family, n_samples: int) -> dict[int, np.ndarray]:
     return {s: latents.classify(family, s, n_samples).active for s in family.sizes}
 
 
+def activity_threshold(family: Family, n_samples: int) -> float:
+    """The family's density threshold between ultralow and active latents (:mod:`sae_core.report.latents`)."""
+    from sae_core.report import latents
+
+    return float(latents.density_threshold(family, n_samples).value)
+
+
 # --------------------------------------------------------------------------- the trees
 @dataclass
 class TreeReport:
@@ -189,26 +196,30 @@ class SeedBaseline:
 
 def seed_family_sizes(family: Family, ablation_sizes: Sequence[int], large: int, companion: bool) -> list[int]:
     """Sizes at which to train (or load) the second seed. The main family: chapter 5's second-seed family,
-    ``ablation_sizes`` and the reference ``large`` (already trained by the book, so free). A companion:
-    ``ablation_sizes`` below the largest size only (no rung starts at the largest, and it costs most)."""
+    ``ablation_sizes`` and the reference ``large`` (already trained by the book, so free). A companion,
+    which no other chapter retrains: the smallest of ``ablation_sizes`` that starts a rung, one dictionary
+    (training time grows with the size)."""
     wanted = sorted({int(s) for s in ablation_sizes} & set(family.sizes))
     if companion:
-        return [s for s in wanted if s < family.sizes[-1]]
+        return [s for s in wanted if s < family.sizes[-1]][:1]
     return sorted(set(wanted) | ({large} if large in family.sizes else set()))
 
 
 def seed_baseline(report: TreeReport, family: Family, other: Family, second_seed: int,
-                  other_active: Mapping[int, np.ndarray] | None = None,
-                  true_cos_threshold: float = TRUE_COS) -> SeedBaseline:
+                  density_threshold: float | None = None, true_cos_threshold: float = TRUE_COS) -> SeedBaseline:
     """For each size ``s`` that starts a rung and that ``other`` (the same settings, another seed) has:
     edges from ``family``'s dictionary of size ``s`` to ``other``'s, by the same rule, on the same
-    tokens (``report.x``, encoded by ``other``'s SAEs), over the active latents of each."""
+    tokens (``report.x``, encoded by ``other``'s SAEs). ``family``'s latents keep the report's mask;
+    ``other``'s are active when their firing density on those tokens is at least ``density_threshold``
+    (the family's own threshold, :func:`activity_threshold`; default: when they fire at all), so the
+    second seed costs no held-out pass of its own."""
     sizes = [s for s in report.sizes[:-1] if s in other.saes]
     pairs, ident, excluded = {}, {} if report.parent_of is not None else None, {}
     if sizes:
         codes = dict(zip(sizes, trees.encode_sparse([other.saes[s] for s in sizes], report.x), strict=True))
         for s in sizes:
-            mask = np.ones(s, bool) if other_active is None else np.asarray(other_active[s], bool)
+            density = np.bincount(codes[s].indices, minlength=s) / report.n_tokens
+            mask = density > 0 if density_threshold is None else density >= density_threshold
             excluded[s] = int((~mask).sum())
             st = _pair_stats(report.codes[s], codes[s], report.kind, report.min_cofire)
             pairs[s] = trees.scored_pairs(st, kind=report.kind, min_cofire=report.min_cofire,

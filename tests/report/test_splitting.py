@@ -154,10 +154,13 @@ def test_trees_baselines_curve_and_figures_on_a_family(family):
     assert len(perm.pairs) == 2 and all(len(p) == 2 for p in perm.pairs)
     other = pipeline.ensure_family(pipeline.family_params(
         pipeline.merge_overrides({**family.params, "sizes": [16, 32]}, {"seed": 1})), progress=False)
-    seed = splitting.seed_baseline(rep, family, other, 1)
+    seed = splitting.seed_baseline(rep, family, other, 1, splitting.activity_threshold(family, 2048))
     assert seed.sizes == [16, 32] and seed.identities is not None
+    strict = splitting.seed_baseline(rep, family, other, 1, density_threshold=1.01)  # nothing is that dense
+    assert all(strict.excluded[s] == s for s in strict.sizes)
+    assert all(p.small.size == 0 for p in strict.pairs.values())
     assert splitting.seed_family_sizes(family, [16, 32], 64, companion=False) == [16, 32, 64]
-    assert splitting.seed_family_sizes(family, [16, 64], 64, companion=True) == [16]
+    assert splitting.seed_family_sizes(family, [16, 32, 64], 64, companion=True) == [16]
     rows = splitting.rung_statistics(rep, perm, seed)
     assert [r.small for r in rows] == [16, 32] and all(r.seed is not None for r in rows)
     depth = splitting.depth_statistics(rep, perm)
