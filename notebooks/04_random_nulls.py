@@ -63,7 +63,7 @@ requested_low = int((analysis.mcs_values(family, requested, large) < cut).sum())
 glue("small", small, display=False)
 glue("large", large, display=False)
 glue("alt_large", alt_factor * large, display=False)
-glue("cutoff", cut, display=False)
+glue("null_cut", cut, display=False)
 glue("null_q", null_quantile, display=False)
 glue("n_low", n_low, display=False)
 glue("n_random", n_random_sets, display=False)
@@ -108,7 +108,7 @@ else:
 # :name: fig-low-part
 #
 # The {glue:text}`n_low` features of the {glue:text}`small`-feature dictionary with MCS below
-# the null cutoff {glue:text}`cutoff:.3f` against the {glue:text}`large`-feature dictionary,
+# the null cutoff {glue:text}`null_cut:.3f` against the {glue:text}`large`-feature dictionary,
 # next to the same part of the MCS between random Gaussian dictionaries of the same shapes
 # (the post's Figures 4-5), each normalised as a density.
 # ```
@@ -119,7 +119,7 @@ else:
 # Earthmover distances among the learned low part ({glue:text}`small` vs {glue:text}`large`),
 # {glue:text}`n_random` random pairs of the same shapes and the "alt params" random pair
 # ({glue:text}`small` vs {glue:text}`alt_large`), each restricted to MCS below
-# {glue:text}`cutoff:.3f` and subsampled to the learned part's {glue:text}`n_low` features, so
+# {glue:text}`null_cut:.3f` and subsampled to the learned part's {glue:text}`n_low` features, so
 # every distance is taken at the same sample size (the post's Figures 6-7 compared sets of
 # different sizes). An empty matrix means there is no low part.
 # ```

@@ -27,10 +27,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO_ROOT / "notebooks"
 PROFILES = NOTEBOOKS / "profiles"
 CHAPTERS = (
-    "01_introduction", "02_methods", "03_bimodality", "04_random_nulls", "05_low_mode",
+    "00_abstract", "01_introduction", "02_methods", "03_bimodality", "04_random_nulls", "05_low_mode",
     "06_cross_dictionary", "07_feature_splitting", "08_conclusions", "09_appendix_geometry",
 )
-BOOK_SOURCES = ("_config.yml", "_toc.yml", "book/references.md", "book/references.bib")
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "book/references.md", "book/references.bib", "book/_static/report.css")
 
 
 def load_profile(name_or_path: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:

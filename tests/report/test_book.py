@@ -16,7 +16,8 @@ from sae_core.report import build as report
 
 ROOT = report.REPO_ROOT / ".cache" / "smoke-book"
 FIGURES = {  # glued figures per chapter
-    "01_introduction": 1, "02_methods": 2, "03_bimodality": 4, "04_random_nulls": 3, "05_low_mode": 1,
+    "00_abstract": 1, "01_introduction": 1, "02_methods": 2, "03_bimodality": 4, "04_random_nulls": 3,
+    "05_low_mode": 4,
     "06_cross_dictionary": 2, "07_feature_splitting": 2, "08_conclusions": 0, "09_appendix_geometry": 1,
 }
 
@@ -97,6 +98,38 @@ def test_language_model_book_builds_without_errors_or_nan(smoke_lm_book):
     assert_clean_book(LM_ROOT, smoke_lm_book)
     intro = (smoke_lm_book / "book" / "executed" / "01_introduction.html").read_text()
     assert "blocks.2.mlp.hook_post" in intro and "CE recovered" in intro
+    # the landing page is the abstract: the answer with its numbers, from the build, and its figure
+    landing = (smoke_lm_book / "index.html").read_text()
+    assert "00_abstract.html" in landing
+    abstract = (smoke_lm_book / "book" / "executed" / "00_abstract.html").read_text()
+    answer_text = re.sub(r"<[^>]+>", " ", abstract[abstract.find("Answer."):abstract.find("The post")])
+    assert re.search(r"In \d+ of the \d+ settings", answer_text) and "held-out activations" in answer_text
+    assert re.search(r'<img[^>]+src="[^"]+\.png"', abstract) and "Huben" in abstract
+
+
+def glued_values(executed: Path) -> dict[str, dict[str, str]]:
+    """{glue name: {chapter: value as text}} over every executed chapter (figures left out)."""
+    out: dict[str, dict[str, str]] = {}
+    for path in sorted(executed.glob("*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            for output in cell.get("outputs", []):
+                name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+                value = output.get("data", {}).get("application/papermill.record/text/plain")
+                if name and value is not None and not value.startswith("<Figure"):
+                    out.setdefault(name, {})[path.stem] = value
+    return out
+
+
+def test_a_quantity_glued_on_several_pages_has_one_value(smoke_lm_book):
+    """One number, one source: a name glued by several chapters (the reference size, the null cutoff,
+    the compared pair, the null's mode, ...) carries the same value on every page."""
+    values = glued_values(LM_ROOT / "book" / "executed")
+    shared = {name: pages for name, pages in values.items() if len(pages) > 1}
+    page = (smoke_lm_book / "book" / "executed" / "05_low_mode.html").read_text()
+    assert "report.css" in page and (smoke_lm_book / "_static" / "report.css").is_file()  # glued text not bold
+    assert {"large", "null_cut", "pair"} <= set(shared)  # the cross-page quantities exist under one name each
+    for name, pages in shared.items():
+        assert len(set(pages.values())) == 1, f"{name} differs between pages: {pages}"
 
 
 DICT_ROOT = report.REPO_ROOT / ".cache" / "smoke-dictionaries-book"
