@@ -162,8 +162,7 @@ glue("tree_min_cofire", tree_min_cofire, display=False)
 glue("tree_tokens", tree.n_tokens if tree is not None else tree_tokens, display=False)
 glue("tree_permutations", tree_permutations, display=False)
 glue("second_seed", second_seed, display=False)
-glue("seed_sizes", ", ".join(map(str, seed_base.sizes)) if seed_base is not None and seed_base.sizes else "none here",
-     display=False)
+glue("seed_sizes", splitting.seed_sizes_text(seed_base), display=False)
 glue("excluded_sentence", splitting.excluded_sentence(tree, n_heldout) if tree is not None else
      "These dictionaries were read without activations, so no tree is built.", display=False)
 stat_rows = splitting.rung_statistics(tree, perm, seed_base) if tree is not None else []

@@ -229,6 +229,15 @@ def seed_baseline(report: TreeReport, family: Family, other: Family, second_seed
     return SeedBaseline(second_seed, sizes, pairs, ident, excluded)
 
 
+def seed_sizes_text(seed: SeedBaseline | None) -> str:
+    """The sizes the seed baseline covers, or why there is none."""
+    if seed is None:
+        return "none: these dictionaries cannot be retrained with another seed, or have no activations"
+    if not seed.sizes:
+        return "none: no size with a second seed starts a rung of this ladder"
+    return ", ".join(str(s) for s in seed.sizes)
+
+
 # --------------------------------------------------------------------------- statistics beside baselines
 @dataclass
 class Estimate:

@@ -113,6 +113,9 @@ def test_tables_and_estimates_never_print_nan():
         text = " ".join(map(str, headers)) + " ".join(str(c) for r in body for c in r)
         assert "nan" not in text.lower(), text
     assert "no trees" in splitting.examples_sentence([])
+    assert splitting.seed_sizes_text(None).startswith("none")
+    assert "no size" in splitting.seed_sizes_text(splitting.SeedBaseline(1, [], {}, None))
+    assert splitting.seed_sizes_text(splitting.SeedBaseline(1, [64, 256], {}, None)) == "64, 256"
     empty = splitting.Example("true split", "rule", None)
     assert "exists here" in splitting.examples_sentence([empty])
 
