@@ -47,6 +47,12 @@ class ActivationSource(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
 
+# Share of active (sample, latent) entries of the codes below which products with them run over the
+# active entries alone: on the 2-core CPU at d=128, S=16128, B=256 the sparse and dense fused steps
+# cost the same at about 0.10 (benchmarks/train.py).
+SPARSE_BELOW = 0.08
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     sizes: tuple[int, ...] = (256, 512, 1024, 2048, 4096, 8192)  # dictionary widths d_sae
@@ -57,6 +63,9 @@ class TrainConfig:
     use_b_dec: bool = False  # learned decoder bias (off in the replication)
     dead_window: int = 400  # a latent is dead if it has not fired in this many steps
     resample_every: int = 0  # >0: resample dead latents every this many steps, not in the last half-interval
+    # Dead latents are resampled from a pool of this many activations (Bricken et al. 2023: 819,200),
+    # a fresh one at each resampling, drawn away from the training stream; capped at the source's length
+    resample_pool: int = 131072
     log_every: int = 50  # history row every this many steps
     checkpoint_every: int = 500  # write a resumable checkpoint every this many steps (0: never)
     seed: int = 0  # SAE initialisation seeds are derived from this and d_sae
@@ -64,9 +73,8 @@ class TrainConfig:
     fused: bool = True  # one hand-written step for the whole family where it applies (same mathematics)
     # The fused step runs sparse (over the active entries of the codes only) while fewer than this
     # share of the batch's (sample, latent) entries are active; 0 keeps it dense. Same mathematics up
-    # to float rounding, so not part of a family's cache key. CPU only: on a 2-core CPU at d=128,
-    # S=16128, B=256 the two steps cost the same at a share of 0.10 (benchmarks/train.py).
-    sparse_below: float = 0.08
+    # to float rounding, so not part of a family's cache key. CPU only (see SPARSE_BELOW).
+    sparse_below: float = SPARSE_BELOW
     # Rescale activations by one constant so that their mean squared norm is d_in (the convention of
     # SAELens and dictionary_learning); the constant is estimated on the first 64 batches.
     normalize_activations: bool = False
@@ -81,7 +89,7 @@ class TrainConfig:
                 raise ValueError(f"dictionary sizes must be positive integers, got {size!r}")
         if len(set(self.sizes)) != len(self.sizes):
             raise ValueError(f"dictionary sizes must be distinct, got {self.sizes}")
-        for name in ("n_steps", "batch_size", "dead_window", "log_every"):
+        for name in ("n_steps", "batch_size", "dead_window", "log_every", "resample_pool"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"TrainConfig.{name} must be positive, got {getattr(self, name)}")
         if self.lr <= 0 or self.l1_coeff < 0:
@@ -435,22 +443,88 @@ def _load_checkpoint(path: Path, members: dict[int, _Member], fused: _FusedFamil
 
 
 # ------------------------------------------------------------------ resampling
+RESAMPLE_POOL_OFFSET = 1 << 32  # batch index of the resampling pool: far beyond any training stream
+RESAMPLE_POOL_BATCH = 4096  # rows per source.batch call for the pool (few calls; a pool whatever the training batch)
+
+
+def _resample_pool(source: ActivationSource, cfg: TrainConfig, step: int, device: torch.device,
+                   scale: float) -> torch.Tensor:
+    """The activations dead latents are resampled from at ``step``: ``cfg.resample_pool`` rows (a source
+    with fewer rows gives each of them once) from batches ``RESAMPLE_POOL_OFFSET + k`` of
+    ``RESAMPLE_POOL_BATCH`` rows, a new pool at every resampling. At 4096 rows a batch, training
+    batches of 256 would reach that index after 2^36 steps. Addressed by batch index like training,
+    so a resumed run draws the same pool."""
+    rows = cfg.resample_pool
+    small = hasattr(source, "__len__") and len(source) <= rows
+    if small:  # two epochs' length hold one whole epoch, wherever they start: every row, then each once
+        rows = 2 * len(source)
+    n_batches = -(-rows // RESAMPLE_POOL_BATCH)
+    first = RESAMPLE_POOL_OFFSET + (step // cfg.resample_every) * n_batches
+    pool = torch.cat([source.batch(first + k, RESAMPLE_POOL_BATCH) for k in range(n_batches)])[:rows]
+    if small:
+        pool = torch.unique(pool, dim=0)
+    pool = pool.to(device, torch.float32)
+    return pool * scale if scale != 1.0 else pool
+
+
+@torch.no_grad()
+def _reconstruction_errors(m: _Member, weights: dict[str, torch.Tensor], pool: torch.Tensor) -> torch.Tensor:
+    """||x̂ - x||² of every pool row [P], by the dictionary's own forward pass, in chunks of rows."""
+    w_enc, b_enc, w_dec, b_dec = (weights[n] for n in ("W_enc", "b_enc", "W_dec", "b_dec"))
+    if m.sae.cfg.decoder_norm == "in_forward":
+        w_dec = w_dec / w_dec.norm(dim=1, keepdim=True).clamp_min(IN_FORWARD_EPS)
+    chunk = max(1, (1 << 22) // w_enc.shape[1])  # f of a chunk: 16 MiB
+    out = []
+    for x in pool.split(chunk):
+        f = torch.addmm(b_enc, x - b_dec, w_enc).relu_()
+        out.append((_decode(f, w_dec) + b_dec - x).pow_(2).sum(1))
+    return torch.cat(out)
+
+
+def _decode(f: torch.Tensor, w_dec: torch.Tensor) -> torch.Tensor:
+    """f [N, m] @ w_dec [m, d], over the active entries of f alone when few are (on CPU)."""
+    flat = f.view(-1).nonzero().squeeze(1) if f.device.type == "cpu" else None
+    if flat is None or len(flat) >= SPARSE_BELOW * f.numel():
+        return f @ w_dec
+    rows = flat // f.shape[1]
+    ends = torch.bincount(rows, minlength=f.shape[0]).cumsum(0)
+    return F.embedding_bag(flat - rows * f.shape[1], w_dec, torch.cat([ends.new_zeros(1), ends]), mode="sum",
+                           per_sample_weights=f.view(-1).index_select(0, flat), include_last_offset=True)
+
+
 @torch.no_grad()
 def _resample_dead(m: _Member, weights: dict[str, torch.Tensor], moments: dict[str, dict[str, torch.Tensor | None]],
-                   x: torch.Tensor, dead_window: int) -> int:
-    """Re-initialise dead latents towards inputs the SAE reconstructs worst (Bricken et al. 2023).
+                   pool: torch.Tensor, taken: torch.Tensor, dead_window: int, step: int) -> int:
+    """Neuron resampling of Bricken et al. 2023 ("Towards Monosemanticity"): each dead latent (not fired
+    in ``dead_window`` steps) is re-initialised towards an input the dictionary reconstructs badly.
 
-    ``weights`` are the dictionary's W_enc, b_enc, W_dec, b_dec (views that are written in
-    place); ``moments`` its Adam moments, zeroed for the resampled latents."""
+    Inputs are drawn from ``pool`` (:func:`_resample_pool`, one per resampling, shared by the family)
+    without replacement, with probability ∝ L(x)² where L(x) = ||x̂ - x||² is THIS dictionary's
+    reconstruction loss, by a generator seeded from the dictionary's seed and the step (independent
+    across dictionaries, and the same after a resume). ``taken`` [P] marks the pool rows drawn by the
+    family's earlier dictionaries at this resampling; they are not drawn again (it is updated here), so
+    no two resampled latents of the family, in one dictionary or across two, start from the same input
+    (identical rows in one dictionary get identical gradients and never separate; across dictionaries
+    they would pass for recurring features). A drawn x gives the direction u = (x - b_dec) / ||x - b_dec||,
+    and then, as in Bricken et al.: decoder row u; encoder column 0.2 · (mean encoder norm of the alive
+    latents) · u; b_enc 0; the latent's Adam moments zeroed. ``weights`` are the dictionary's W_enc,
+    b_enc, W_dec, b_dec (views written in place); ``moments`` its Adam moments."""
     dead = (m.steps_since_fired >= dead_window).nonzero().squeeze(1)
     if len(dead) == 0:
         return 0
     w_enc, b_enc, w_dec, b_dec = (weights[n] for n in ("W_enc", "b_enc", "W_dec", "b_dec"))
-    f = torch.relu((x - b_dec) @ w_enc + b_enc)
-    err = (f @ w_dec + b_dec - x).pow(2).sum(1)
-    gen = torch.Generator(device="cpu").manual_seed(int(m.steps_since_fired.sum()))
-    pick = torch.multinomial(err.cpu() + 1e-12, len(dead), replacement=True, generator=gen).to(x.device)
-    directions = x[pick] - b_dec
+    prob = _reconstruction_errors(m, weights, pool).double().cpu().pow(2)
+    prob += prob.max() * 1e-12 + 1e-300  # every row drawable, however well reconstructed
+    gen = torch.Generator(device="cpu").manual_seed((m.sae.cfg.seed * 1_000_003 + step) % 2**63)
+    picks: list[torch.Tensor] = []
+    while (need := len(dead) - sum(len(p) for p in picks)) > 0:
+        if taken.all():  # a pool smaller than the family's dead latents: start over on it
+            taken.zero_()
+        pick = torch.multinomial(prob.masked_fill(taken, 0.0), min(need, int((~taken).sum())),
+                                 replacement=False, generator=gen)
+        taken[pick] = True
+        picks.append(pick)
+    directions = pool[torch.cat(picks).to(pool.device)] - b_dec
     directions /= directions.norm(dim=1, keepdim=True).clamp_min(1e-12)
     alive = m.steps_since_fired < dead_window
     enc_norm = w_enc[:, alive].norm(dim=0).mean() if alive.any() else torch.tensor(1.0)
@@ -581,6 +655,10 @@ def train_family(
         log = (step + 1) % cfg.log_every == 0 or step + 1 == cfg.n_steps
         if fused is not None:
             fired_all, fused_parts = fused.step(x, want_parts=log)
+        # no resampling in the last half-interval: a resampled latent needs steps to learn
+        resample = (cfg.resample_every and (step + 1) % cfg.resample_every == 0
+                    and cfg.n_steps - (step + 1) >= cfg.resample_every // 2)
+        pool = taken = None
         for size, m in members.items():
             if fused is not None:
                 fired, parts = fired_all[fused.block(size)], fused_parts.get(size)
@@ -588,10 +666,12 @@ def train_family(
                 f, parts = _plain_step(m, x)
                 fired = (f > 0).any(dim=0)
             _record_firing(m, fired, step + 1)
-            # no resampling in the last half-interval: a resampled latent needs steps to learn
-            if (cfg.resample_every and (step + 1) % cfg.resample_every == 0
-                    and cfg.n_steps - (step + 1) >= cfg.resample_every // 2):
-                _resample_dead(m, _weights(m, fused, size), _moments(members, fused, size), x, cfg.dead_window)
+            if resample and bool((m.steps_since_fired >= cfg.dead_window).any()):
+                if pool is None:  # one pool for the family, drawn only when some latent is dead
+                    pool = _resample_pool(source, cfg, step + 1, device, scale)
+                    taken = torch.zeros(len(pool), dtype=torch.bool)
+                _resample_dead(m, _weights(m, fused, size), _moments(members, fused, size), pool, taken,
+                               cfg.dead_window, step + 1)
             if log:
                 history.append({
                     "step": step + 1, "d_sae": size, **parts,

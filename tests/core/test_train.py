@@ -160,6 +160,107 @@ def test_resample_option_revives_dead_latents():
     assert after[200] > 0
 
 
+class GaussianSource:
+    """Isotropic Gaussian activations, batch k drawn from a generator seeded by k: in 32
+    dimensions no two rows have cosine near 1, so duplicates can only come from the resampling."""
+
+    d_in = 32
+
+    def batch(self, index: int, batch_size: int) -> torch.Tensor:
+        return torch.randn(batch_size, self.d_in, generator=torch.Generator().manual_seed(index))
+
+    def describe(self) -> dict:
+        return {"source": "gaussian", "d_in": self.d_in}
+
+
+def _near_duplicate_shares(dictionary: dict[int, torch.Tensor], resampled: dict[int, torch.Tensor],
+                           threshold: float = 0.99) -> tuple[dict[int, float], dict[int, float]]:
+    """Per size: the share of its resampled rows (``resampled`` masks the rows of ``dictionary``)
+    with another row of the same dictionary at cosine > threshold, and with a resampled row of
+    another size at cosine > threshold."""
+    unit = {s: w / w.norm(dim=1, keepdim=True) for s, w in dictionary.items()}
+    within, across = {}, {}
+    for s, w in unit.items():
+        cos = w[resampled[s]] @ w.T
+        cos[torch.arange(len(cos)), resampled[s].nonzero().squeeze(1)] = 0.0  # each row with itself
+        within[s] = float((cos > threshold).any(1).float().mean())
+        others = torch.cat([u[resampled[t]] for t, u in unit.items() if t != s])
+        across[s] = float(((w[resampled[s]] @ others.T) > threshold).any(1).float().mean())
+    return within, across
+
+
+def test_resampled_rows_have_no_near_duplicates(tmp_path):
+    """Issue 18: resampling drew every direction from the current batch, shared by every size,
+    so resampled rows duplicated each other within and across dictionaries (two identical rows
+    get identical gradients and never separate). Drawn from a large pool without replacement,
+    with a generator per dictionary, under 1% of them have a near-duplicate."""
+    sizes, at = (64, 256, 512), 40
+    # a strong L1 and a fast learning rate kill about a fifth of the latents by step 40
+    cfg = quiet(sizes=sizes, n_steps=2 * at, batch_size=64, dead_window=10, resample_every=at, l1_coeff=1.0,
+                lr=0.03, checkpoint_every=at)
+
+    def stop(step: int) -> None:
+        if step == at:  # the checkpoint of step `at` holds the weights just after resampling
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_family(GaussianSource(), cfg, out_dir=tmp_path, on_step=stop)
+    state = load_file(tmp_path / "checkpoint" / "state.safetensors")
+    dictionary = {s: state[f"{s}.model.W_dec"] for s in sizes}
+    # reset to 0 steps since firing without having fired at this step: resampled
+    resampled = {s: (state[f"{s}.steps_since_fired"] == 0) & (state[f"{s}.last_fired"] != at) for s in sizes}
+    assert all(int(r.sum()) >= 5 for r in resampled.values()), {s: int(r.sum()) for s, r in resampled.items()}
+    within, across = _near_duplicate_shares(dictionary, resampled)
+    print("near-duplicate shares within", within, "across", across)
+    assert max(within.values()) < 0.01 and max(across.values()) < 0.01, (within, across)
+
+
+def test_resampling_resumes_bit_exactly(tmp_path):
+    """The pool is addressed by batch index and each dictionary's generator by its seed and the
+    step, so a run resumed before a resampling resamples exactly as the uninterrupted run."""
+    cfg = quiet(sizes=(64, 256), n_steps=70, batch_size=64, dead_window=10, resample_every=20, l1_coeff=1.0,
+                lr=0.03, checkpoint_every=10, log_every=1)
+    reference, ref_history = train_family(GaussianSource(), cfg)
+    assert any(row["dead_frac"] > 0 for row in ref_history if row["step"] == 39)  # resampled at step 40
+
+    def interrupt(step: int) -> None:
+        if step == 35:  # resumes from step 30: the resamplings at 40 and 60 happen after the resume
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_family(GaussianSource(), cfg, out_dir=tmp_path, on_step=interrupt)
+    resumed, history = train_family(GaussianSource(), cfg, out_dir=tmp_path)
+    for s in (64, 256):
+        for name, tensor in reference[s].state_dict().items():
+            assert torch.equal(tensor, resumed[s].state_dict()[name]), (s, name)
+    assert history == ref_history
+
+
+def test_resampling_from_a_source_smaller_than_the_dead(tmp_path):
+    """A pool is capped at the source's length, each row once; with more dead latents than rows
+    the draw starts over on the pool, so every row is used before any is used twice."""
+    x = torch.randn(40, 8, generator=torch.Generator().manual_seed(0))
+    cfg = quiet(sizes=(128,), n_steps=30, batch_size=16, dead_window=5, resample_every=20, l1_coeff=1.0,
+                lr=0.05, checkpoint_every=20)
+
+    def stop(step: int) -> None:
+        if step == 20:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_family(TensorSource(x), cfg, out_dir=tmp_path, on_step=stop)
+    state = load_file(tmp_path / "checkpoint" / "state.safetensors")
+    resampled = (state["128.steps_since_fired"] == 0) & (state["128.last_fired"] != 20)
+    n = int(resampled.sum())
+    assert n > len(x)
+    rows = state["128.model.W_dec"][resampled]
+    unit = x / x.norm(dim=1, keepdim=True)
+    source_row = (rows @ unit.T).argmax(1)
+    assert torch.allclose((rows * unit[source_row]).sum(1), torch.ones(n), atol=1e-5)  # each is a source row
+    uses = torch.bincount(source_row, minlength=len(x))
+    assert int(uses.max()) - int(uses.min()) <= 1, uses
+
+
 # ------------------------------------------------------------------ bad input
 class _Source:
     def __init__(self, x: torch.Tensor, d_in: int | None = None) -> None:
