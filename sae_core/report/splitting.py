@@ -436,21 +436,26 @@ class Example:
     root: int = -1
     children: list[tuple[int, float, str]] = field(default_factory=list)  # (large latent, score, edge kind)
     root_feature: int = -1
-    chance: float = float("nan")  # the permutation baseline's highest score at that rung
+    chance: float = float("nan")  # the median score of the shuffled codes' edges at that rung
     chosen: int = -1  # the large latent of the edge the rule chose
     chosen_score: float = float("nan")
 
 
-def _chance_ceiling(perm: PermutationBaseline | None, k: int) -> float:
-    scores = [p[k].score.max() for p in (perm.pairs if perm is not None else []) if p[k].score.size]
-    return float(max(scores)) if scores else float("nan")
+def _chance_level(perm: PermutationBaseline | None, k: int, threshold: float) -> float:
+    """The median score of the shuffled codes' edges at rung ``k`` and ``threshold`` (pooled over
+    permutations; NaN when shuffled codes draw no edge there)."""
+    scores = [p[k].score[p[k].score >= threshold] for p in (perm.pairs if perm is not None else [])]
+    scores = np.concatenate(scores) if scores else np.zeros(0)
+    return float(np.median(scores)) if scores.size else float("nan")
 
 
 def example_subtrees(report: TreeReport, perm: PermutationBaseline | None) -> list[Example]:
     """One subtree per class of outcome, by a fixed rule: the **true split** is the edge labelled a
     split (parent -> its child) with the highest score over the ladder; the **baseline-level link** is
-    the edge with the highest score among those at or below the highest score any permutation reaches
-    at its rung (chance). Each is drawn with every edge of its small latent at that rung."""
+    the edge with the highest score among those scoring at most the median score of the shuffled
+    codes' edges at its rung (a typical chance edge), taken among the links between unrelated true
+    features when the source has a hierarchy and such links exist. Each is drawn with every edge of
+    its small latent at that rung."""
     edges = []  # (rung, src, dst, score, kind)
     for k, level in enumerate(report.levels):
         kinds = report.validation[k].kinds if report.validation is not None else np.full(level.src.size, "")
@@ -463,8 +468,8 @@ def example_subtrees(report: TreeReport, perm: PermutationBaseline | None) -> li
         k, i = chosen[0], chosen[1]
         kids = [(j, s, kind) for kk, ii, j, s, kind in edges if kk == k and ii == i]
         feat = int(report.identities[report.sizes[k]][i]) if report.identities is not None else -1
-        return Example(label, rule, k, i, sorted(kids, key=lambda c: -c[1]), feat, _chance_ceiling(perm, k),
-                       chosen[2], chosen[3])
+        return Example(label, rule, k, i, sorted(kids, key=lambda c: -c[1]), feat,
+                       _chance_level(perm, k, report.threshold), chosen[2], chosen[3])
 
     best = lambda pool: max(pool, key=lambda e: (e[3], -e[0], -e[1], -e[2])) if pool else None  # noqa: E731
     out = []
@@ -472,11 +477,13 @@ def example_subtrees(report: TreeReport, perm: PermutationBaseline | None) -> li
         out.append(build("true split", "the true parent -> child edge with the highest score",
                          best([e for e in edges if e[4] == "split"])))
     if perm is not None:
-        ceiling = [_chance_ceiling(perm, k) for k in range(len(report.levels))]
-        at_chance = [e for e in edges if np.isfinite(ceiling[e[0]]) and e[3] <= ceiling[e[0]]]
+        level = [_chance_level(perm, k, report.threshold) for k in range(len(report.levels))]
+        at_chance = [e for e in edges if np.isfinite(level[e[0]]) and e[3] <= level[e[0]]]
+        unrelated = [e for e in at_chance if e[4] == "unrelated"]
         out.append(build("baseline-level link",
-                         "the highest-scoring edge at or below the best score of any permutation at its rung",
-                         best(at_chance)))
+                         "the highest-scoring edge at or below the median score of shuffled codes' edges at its rung"
+                         + (", between unrelated true features" if unrelated else ""),
+                         best(unrelated or at_chance)))
     return out
 
 
@@ -771,8 +778,8 @@ def examples_sentence(examples: Sequence[Example]) -> str:
         if ex.rung is None:
             parts.append(f"No edge of the class \"{ex.label}\" exists here, so its panel is empty.")
             continue
-        chance = (f"; the best score of any permutation at that rung is {ex.chance:.2f}" if np.isfinite(ex.chance)
-                  else "")
+        chance = (f"; the shuffled codes' edges at that rung score {ex.chance:.2f} at the median"
+                  if np.isfinite(ex.chance) else "")
         parts.append(f"The {ex.label} panel shows latent {ex.root} of rung {ex.rung + 1} with its "
                      f"{len(ex.children)} edge{'s' if len(ex.children) != 1 else ''}; the chosen edge scores "
                      f"{num(ex.chosen_score)}{chance}.")

@@ -118,7 +118,7 @@ def subtrees(report: TreeReport, examples: Sequence[Example], max_children: int 
                     ha="center")
             ax.text(0.83, y, _node(report, ex.rung + 1, j), ha="center", va="center", fontsize=8, bbox=box)
         if np.isfinite(ex.chance):
-            ax.text(0.5, 0.0, f"best score of shuffled codes at this rung: {ex.chance:.2f}", ha="center",
+            ax.text(0.5, 0.0, f"median score of shuffled codes' edges at this rung: {ex.chance:.2f}", ha="center",
                     fontsize=7, transform=ax.transAxes)
         if len(ex.children) > max_children:
             ax.text(0.83, 0.0, f"+{len(ex.children) - max_children} more", ha="center", fontsize=7)
