@@ -265,6 +265,11 @@ plots.table(*splitting.recovery_table(truth_tree if truth_ok else None))
 # {glue:text}`truth_baseline_sentence`
 
 # %%
+plots.table(*splitting.statistics_table(truth_rows if truth_tree is not tree else [],
+                                        truth_depth if truth_tree is not tree else None,
+                                        empty="the ground truth's trees are this build's own, above"))
+
+# %%
 plots.table(*splitting.validation_table(truth_tree if truth_ok else None))
 
 # %% [markdown]

@@ -677,8 +677,8 @@ def twins_sentence(report: TreeReport) -> str:
             f"correlation at least 0.9; {sum(r[3] for r in rows)} pairs).")
 
 
-def statistics_table(rows: Sequence[RungStatistics],
-                     depth: DepthStatistics | None = None) -> tuple[list[str], list[list[object]]]:
+def statistics_table(rows: Sequence[RungStatistics], depth: DepthStatistics | None = None,
+                     empty: str = "no tree in this build") -> tuple[list[str], list[list[object]]]:
     """One line per rung and statistic: the trees, shuffled codes, another seed; then the chain depth."""
     headers = ["small → large", "statistic", "trees", "shuffled codes", "another seed",
                "edges (trees / shuffled / seed)"]
@@ -695,7 +695,7 @@ def statistics_table(rows: Sequence[RungStatistics],
         out.append(["", "share of chains to the largest", pct(depth.full_real), depth.full_permuted.text(".1%"), "–",
                     ""])
     if not out:
-        out.append(["–", "no tree in this build", "–", "–", "–", "–"])
+        out.append(["–", empty, "–", "–", "–", "–"])
     return headers, out
 
 
