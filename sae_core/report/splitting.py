@@ -573,9 +573,9 @@ def baseline_sentence(rows: Sequence[RungStatistics], depth: DepthStatistics | N
     text = (f"The {name} lies {tally(vs_perm, 'shuffled codes')} and {tally(vs_seed, 'another seed of the same size')}"
             f" ({'; '.join(shown)}).")
     if any(v is False for v in vs_seed):
-        text += (" Where the seed baseline is as high or higher, two dictionaries of the same size, in which nothing "
-                 "can split, are linked at least as often, so that rung's splitting is not told apart from the rule's "
-                 "own spread.")
+        text += (" Where the trees' interval does not clear the seed baseline, two dictionaries of the same size, in "
+                 "which nothing can split, are linked about as often or more, so the splitting there is not told apart "
+                 "from what the rule draws between any two dictionaries.")
     if depth is not None and np.isfinite(depth.real.value):
         above = exceeds(depth.real, depth.permuted)
         text += (f" Chains from the smallest dictionary run {depth.real.text()} rungs on average, against "
