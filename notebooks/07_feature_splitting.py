@@ -245,7 +245,7 @@ glue("truth_tree_sentence", splitting.truth_sentence(truth_tree) if truth_ok els
 glue("truth_baseline_sentence", (splitting.excluded_sentence(truth_tree, n_heldout) + " "
                                  + splitting.baseline_sentence(truth_rows, truth_depth))
      if truth_ok and truth_tree is not tree else "", display=False)
-glue("threshold_sentence", splitting.threshold_sentence(curve), display=False)
+glue("split_threshold_sentence", splitting.threshold_sentence(curve), display=False)
 plots.glue_figure("fig_pr", split_plots.precision_recall(curve))
 plots.glue_figure("fig_baselines", split_plots.edges_against_baselines(
     [(name, r) for name, r in (("trees of this build's source", stat_rows),
@@ -289,7 +289,7 @@ plots.table(*splitting.validation_table(truth_tree if truth_ok else None))
 plots.table(*splitting.curve_table(curve))
 
 # %% [markdown]
-# {glue:text}`threshold_sentence`
+# {glue:text}`split_threshold_sentence`
 #
 # ```{glue:figure} fig_pr
 # :name: fig-pr
