@@ -281,10 +281,21 @@ def _log_density(classes) -> tuple[np.ndarray, float]:
     return x, floor
 
 
+def _no_activations() -> plt.Figure:
+    """One empty panel that says why: dictionaries read without a model have no held-out firing."""
+    fig, ax = plt.subplots(figsize=(6.2, 2.4))
+    ax.text(0.5, 0.5, "no held-out activations: firing cannot be measured", ha="center", va="center",
+            transform=ax.transAxes)
+    ax.axis("off")
+    return fig
+
+
 def density_histograms(entries: Sequence[tuple[str, object]]) -> plt.Figure:
     """One panel per (title, ``latents.LatentClasses``): the histogram of log10 firing density on held-out
     activations (Bricken et al. 2023's plot), latents that never fire in a separate bar at the left, the
     detection limit 3/n (dotted) and the ultralow threshold (dashed)."""
+    if not entries:
+        return _no_activations()
     n = len(entries)
     fig, axes = _panels(n)
     for ax, (title, c) in zip(axes.flat, entries, strict=False):
@@ -306,6 +317,8 @@ def mcs_vs_density(entries: Sequence[tuple[str, object]]) -> plt.Figure:
     """One panel per (title, ``answer.LowByClass``): each latent's MCS against the larger dictionary (y) and
     its log10 firing density (x; never-firing latents at the left edge), coloured unmoved / moved from its
     initial decoder row; the null cutoff (dotted) and the ultralow threshold (dashed)."""
+    if not entries:
+        return _no_activations()
     n = len(entries)
     fig, axes = _panels(n)
     for ax, (title, r) in zip(axes.flat, entries, strict=False):
@@ -329,6 +342,8 @@ def mcs_vs_density(entries: Sequence[tuple[str, object]]) -> plt.Figure:
 def mcs_vs_init_cosine(entries: Sequence[tuple[str, object]]) -> plt.Figure:
     """One panel per (title, ``answer.LowByClass``): MCS (y) against the cosine of the latent's decoder row
     with its initial one (x), coloured by firing class."""
+    if not entries:
+        return _no_activations()
     n = len(entries)
     fig, axes = _panels(n)
     for ax, (title, r) in zip(axes.flat, entries, strict=False):
