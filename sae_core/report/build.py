@@ -113,10 +113,29 @@ def execute_chapters(profile: dict[str, Any], out_dir: Path, chapters: tuple[str
     return timings
 
 
+def shows_something(cell) -> bool:
+    """Whether a code cell puts something on the page: a displayed output that is not a hidden glue
+    record or stderr, or a figure it glues for a ``glue:figure`` below it."""
+    if "glue_figure" in cell.source:
+        return True
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "stream":
+            if out.get("name") == "stdout":
+                return True
+        elif out.get("output_type") in ("display_data", "execute_result"):
+            if not any(k.startswith("application/papermill.record/") for k in out.get("data", {})):
+                return True
+        elif out.get("output_type") == "error":
+            return True
+    return False
+
+
 def dress_for_reading(path: Path, injected: dict[str, Any]) -> None:
     """Make an executed chapter read as a paper: the parameters cells (the defaults and papermill's
     injected values) are removed and replaced by one folded table of the values this build used,
-    and every other code cell's input is folded behind a toggle (Jupyter Book's ``hide-input``)."""
+    and every other code cell's input is folded behind a toggle (Jupyter Book's ``hide-input``) when the
+    cell shows something (a table, a figure it glues) or removed from the page (``remove-input``: it stays
+    in the source) when it only sets up or glues text, so set-up does not stack toggles on the page."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
@@ -134,8 +153,8 @@ def dress_for_reading(path: Path, injected: dict[str, Any]) -> None:
             if "remove-cell" not in tags:
                 tags.append("remove-cell")
             where = i
-        elif "hide-input" not in tags and "remove-cell" not in tags:
-            tags.append("hide-input")
+        elif "hide-input" not in tags and "remove-cell" not in tags and "remove-input" not in tags:
+            tags.append("hide-input" if shows_something(cell) else "remove-input")
     if where is None or not values:
         nbformat.write(nb, path)
         return

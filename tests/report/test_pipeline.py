@@ -109,3 +109,25 @@ def test_a_profile_extends_another(tmp_path):
     (tmp_path / "b.yml").write_text("extends: " + str(tmp_path / "a.yml") + "\n")
     with pytest.raises(ValueError, match="loop"):
         load_profile(str(tmp_path / "a.yml"))
+
+
+def test_dress_for_reading_folds_what_shows_and_removes_set_up(tmp_path):
+    import nbformat
+
+    from sae_core.report.build import dress_for_reading
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("n = 1  # a parameter")
+    params.metadata["tags"] = ["parameters"]
+    setup = nbformat.v4.new_code_cell("import numpy as np")
+    glued = nbformat.v4.new_code_cell("glue('x', 1, display=False)")
+    glued.outputs = [nbformat.v4.new_output("display_data", data={"application/papermill.record/text/plain": "1"})]
+    table = nbformat.v4.new_code_cell("plots.table(['a'], [[1]])")
+    table.outputs = [nbformat.v4.new_output("execute_result", data={"text/markdown": "| a |"}, execution_count=1)]
+    figure = nbformat.v4.new_code_cell("plots.glue_figure('fig', f)")
+    nb.cells = [params, setup, glued, table, figure]
+    path = tmp_path / "ch.ipynb"
+    nbformat.write(nb, path)
+    dress_for_reading(path, {"n": 1})
+    tags = [c.metadata.get("tags", []) for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    assert tags == [["parameters", "remove-cell"], ["remove-input"], ["remove-input"], ["hide-input"], ["hide-input"]]
