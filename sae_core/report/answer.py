@@ -147,16 +147,16 @@ def overall_answer(results: Sequence[LowByClass]) -> str:
         return f"None of the {len(results)} settings has a low mode of {MIN_LOW} or more features."
     untrained = [r for r in with_low if verdict(r) == "untrained latents"]
     inactive = [r.share(r.inactive) for r in with_low]
-    text = (f"In {len(untrained)} of the {len(with_low)} settings with a low mode, it is latents that never trained; "
-            f"across them, {min(inactive):.1%} to {max(inactive):.1%} of the low features never fire or fire at "
-            "ultralow density")
+    text = (f"In {len(untrained)} of the {len(with_low)} dictionaries with a low mode (each setting at each size "
+            f"measured), the low mode is latents that never trained. Across all {len(with_low)}, "
+            f"{min(inactive):.1%} to {max(inactive):.1%} of the low features never fire or fire at ultralow density")
     moved = [r.share(r.unmoved) for r in with_low if r.unmoved is not None]
     if moved:
         text += f", and {min(moved):.1%} to {max(moved):.1%} keep their initial decoder row"
     others = [r for r in with_low if r not in untrained]
     if others:
-        text += ". The exceptions: " + "; ".join(f"{r.setting} at {r.size} ({verdict(r)}, {r.active} active low)"
-                                                  for r in others)
+        listed = "; ".join(f"{r.setting} at {r.size} ({verdict(r)}, {r.active} active low)" for r in others[:4])
+        text += ". The exceptions: " + listed + (f"; and {len(others) - 4} more" if len(others) > 4 else "")
     return text + "."
 
 

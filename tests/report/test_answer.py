@@ -47,9 +47,12 @@ def test_overall_answer_counts_settings_and_names_exceptions():
     rows = [make(200, 150, 40, 10, 195, setting="a"), make(300, 290, 10, 0, 300, setting="b"),
             make(100, 20, 20, 60, 40, setting="c"), make(2, 2, 0, 0, 2, setting="d")]
     text = answer.overall_answer(rows)
-    assert text.startswith("In 2 of the 3 settings with a low mode, it is latents that never trained")
+    assert text.startswith("In 2 of the 3 dictionaries with a low mode (each setting at each size measured), the low "
+                           "mode is latents that never trained. Across all 3,")
     assert "40.0% to 100.0%" in text and "The exceptions: c at 1024 (not only untrained latents, 60 active low)" in text
     assert answer.overall_answer([make(2, 2, 0, 0, 2)]).startswith("None of the 1 settings")
+    many = [make(100, 10, 10, 80, 10, setting=f"s{i}") for i in range(6)]
+    assert answer.overall_answer(many).endswith("; and 2 more.")
     assert answer.overall_answer([]) == "No setting was measured."
 
 
