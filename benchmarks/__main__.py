@@ -1,6 +1,6 @@
 """Benchmarks that report ratios measured in one run, never bare timings.
 
-    python -m benchmarks train   # family training: samples/s, FLOP/s / matmul peak
+    python -m benchmarks train   # family training: dense and sparse fused steps, Adam, against the FLOP floor
     python -m benchmarks mcs     # MCS FLOP/s / matmul at the same sizes, peak memory
     python -m benchmarks match   # one-to-one matching times
     python -m benchmarks gpt     # replication-GPT training: tokens/s reference vs fused, FLOP/s / matmul peak
@@ -28,7 +28,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("which", nargs="*", help="any of: train mcs match gpt (default: all)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--train-steps", type=int, default=100)
+    parser.add_argument("--train-steps", type=int, default=100, help="timed steps per path")
+    parser.add_argument("--train-warm", type=int, default=300,
+                        help="steps trained before the sparse and dense fused steps are timed at the same weights")
     parser.add_argument("--mcs-shape", type=int, nargs=3, default=[8192, 65536, 512], metavar=("N", "M", "D"))
     parser.add_argument("--budget-mib", type=int, default=DEFAULT_MEMORY_BUDGET // 2**20)
     parser.add_argument("--gpt-steps", type=int, default=100, help="training steps per path")
@@ -39,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from train, mcs, match, gpt")
     device = resolve_device(args.device)
     if "train" in args.which:
-        bench_train(device, args.train_steps)
+        bench_train(device, args.train_steps, args.train_warm)
     if "mcs" in args.which:
         bench_mcs(device, *args.mcs_shape, budget=args.budget_mib * 2**20)
     if "match" in args.which:

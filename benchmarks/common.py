@@ -63,3 +63,9 @@ class RSSSampler:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def spread(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
+    """``median [min-max]`` of repeated timings, each multiplied by ``scale`` (e.g. 1e3 for ms)."""
+    v = sorted(x * scale for x in values)
+    return f"{v[len(v) // 2]:.{digits}f} [{v[0]:.{digits}f}-{v[-1]:.{digits}f}]"

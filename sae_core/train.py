@@ -17,7 +17,8 @@ import itertools
 import json
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -168,6 +169,27 @@ def uses_fused_step(cfg: TrainConfig, members: dict[int, _Member]) -> bool:
                                    for m in members.values())
 
 
+# Threads for the sparse step's gathers, sorts and scatters (None: torch's setting). They are many
+# small memory-bound operations; with two threads each waits for the second thread to be scheduled,
+# which on the shared 2-core machine made the sparse step slower than the dense one (benchmarks/train.py).
+SPARSE_THREADS: int | None = 1
+
+
+@contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    """Run the block on ``n`` intra-op threads (results do not depend on it: every output element
+    of the operations used under it is summed by one thread in a fixed order)."""
+    old = torch.get_num_threads()
+    if n is None or n == old:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 class _FusedFamily:
     """Every dictionary of the family in three concatenated tensors, trained by one hand-written
     step with the same mathematics as ``SparseAutoencoder.loss`` + Adam + renormalisation.
@@ -249,16 +271,18 @@ class _FusedFamily:
             norms = self.W_dec.norm(dim=1, keepdim=True).clamp_min(IN_FORWARD_EPS)  # [S, 1]
             w_dec = self.W_dec / norms  # Ŵ [S, d]
         else:
-            w_dec = self.W_dec
+            w_dec = self.W_dec.detach()  # a Parameter would send embedding_bag down its autograd path
         f = torch.addmm(self.b_enc, x, self.W_encT.t()).relu_()  # [B, S]
         active = f > 0
         flat = None
         if self.sparse_below > 0:  # the active entries, row-major: needed to decide and to run sparse
-            flat = active.view(-1).nonzero().squeeze(1)
+            with _threads(SPARSE_THREADS):
+                flat = active.view(-1).nonzero().squeeze(1)
             self.density = len(flat) / active.numel()
         self.sparse = flat is not None and self.density < self.sparse_below
         if self.sparse:
-            fired, grad_dec, parts = self._sparse_grads(x, f, flat, w_dec, want_parts)
+            with _threads(SPARSE_THREADS):
+                fired, grad_dec, parts = self._sparse_grads(x, f, flat, w_dec, want_parts)
         else:
             fired, grad_dec, parts = self._dense_grads(x, f, active, w_dec, want_parts)
         if self.in_forward:  # through Ŵ = W / ||W||: remove the radial part, divide by the norm
@@ -451,9 +475,9 @@ def _resample_pool(source: ActivationSource, cfg: TrainConfig, step: int, device
                    scale: float) -> torch.Tensor:
     """The activations dead latents are resampled from at ``step``: ``cfg.resample_pool`` rows (a source
     with fewer rows gives each of them once) from batches ``RESAMPLE_POOL_OFFSET + k`` of
-    ``RESAMPLE_POOL_BATCH`` rows, a new pool at every resampling. At 4096 rows a batch, training
-    batches of 256 would reach that index after 2^36 steps. Addressed by batch index like training,
-    so a resumed run draws the same pool."""
+    ``RESAMPLE_POOL_BATCH`` rows, a new pool at every resampling: billions of training steps away from
+    the training stream, and from the report's held-out batches (index 10^6 on). Addressed by batch
+    index like training, so a resumed run draws the same pool."""
     rows = cfg.resample_pool
     small = hasattr(source, "__len__") and len(source) <= rows
     if small:  # two epochs' length hold one whole epoch, wherever they start: every row, then each once
