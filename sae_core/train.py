@@ -169,10 +169,13 @@ def uses_fused_step(cfg: TrainConfig, members: dict[int, _Member]) -> bool:
                                    for m in members.values())
 
 
-# Threads for the sparse step's gathers, sorts and scatters (None: torch's setting). They are many
-# small memory-bound operations; with two threads each waits for the second thread to be scheduled,
-# which on the shared 2-core machine made the sparse step slower than the dense one (benchmarks/train.py).
+# Intra-op threads (None: torch's setting) for the sparse step's gathers, sorts and scatters, and for
+# the Adam update and renormalisation that follow it. They are many memory-bound operations; with two
+# threads on a busy 2-core machine each waits for its second thread to be scheduled, which made the
+# sparse step as slow as the dense one (at load 4-5: 237 ms with both on two threads, 185 ms with the
+# update on one, dense 520 ms). The encoder matmul keeps torch's setting in both steps.
 SPARSE_THREADS: int | None = 1
+UPDATE_THREADS: int | None = 1
 
 
 @contextmanager
@@ -288,9 +291,10 @@ class _FusedFamily:
         if self.in_forward:  # through Ŵ = W / ||W||: remove the radial part, divide by the norm
             grad_dec = (grad_dec - w_dec * (w_dec * grad_dec).sum(1, keepdim=True)) / norms
         self.W_dec.grad = grad_dec
-        self.opt.step()
-        if not self.in_forward:
-            self.W_dec.data /= self.W_dec.data.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        with _threads(UPDATE_THREADS if self.sparse else None):
+            self.opt.step()
+            if not self.in_forward:
+                self.W_dec.data /= self.W_dec.data.norm(dim=1, keepdim=True).clamp_min(1e-12)
         return fired, parts
 
     def _parts(self, mse: list[float], l1: list[float], l0: list[float]) -> dict[int, dict[str, float]]:
