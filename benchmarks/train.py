@@ -27,7 +27,7 @@ import torch
 
 from benchmarks.common import _sync, matmul_flops, spread
 from sae_core.sources.synthetic import SyntheticSource
-from sae_core.train import TrainConfig, _FusedFamily, _make_family, train_family
+from sae_core.train import UPDATE_THREADS, TrainConfig, _FusedFamily, _make_family, _threads, train_family
 
 
 def _time_family(src, cfg: TrainConfig, device: torch.device) -> float:
@@ -120,9 +120,10 @@ def bench_train(device: torch.device, n_steps: int, warm_steps: int = 300, chunk
     # what the sparse step cannot go under, on the same tensors
     x = window[-1]
     encoder = _time_op(lambda: torch.addmm(fam.b_enc, x, fam.W_encT.t()).relu_(), device, 10)
-    adam = _time_op(fam.opt.step, device, 10)  # the last step's gradients: the same memory traffic
     w = fam.W_dec.data.clone()
-    renorm = _time_op(lambda: w.div_(w.norm(dim=1, keepdim=True).clamp_min(1e-12)), device, 10)
+    with _threads(UPDATE_THREADS):  # as the sparse step runs them
+        adam = _time_op(fam.opt.step, device, 10)  # the last step's gradients: the same memory traffic
+        renorm = _time_op(lambda: w.div_(w.norm(dim=1, keepdim=True).clamp_min(1e-12)), device, 10)
     n_params = sum(p.numel() for p in fam.params.values())
     ms = 1e3
     dense_ms, sparse_ms = spread(dense_t, ms), spread(sparse_t, ms)
@@ -130,7 +131,10 @@ def bench_train(device: torch.device, n_steps: int, warm_steps: int = 300, chunk
           f"of {n_steps // chunks}), {sorted(dense_t)[chunks // 2] / floor:.2f}x the floor")
     print(f"[train] sparse fused step at those weights: {sparse_ms} ms/step, "
           f"{sorted(sparse_t)[chunks // 2] / floor:.2f}x the floor")
-    print(f"[train] Adam update alone over the {n_params / 1e6:.2f}M parameters: {spread(adam, ms)} ms; "
+    adam_bytes = 7 * 4 * n_params  # float32: read parameter, gradient, two moments; write three
+    print(f"[train] Adam update alone over the {n_params / 1e6:.2f}M parameters ({UPDATE_THREADS or 'all'} "
+          f"thread(s), as in the sparse step): {spread(adam, ms)} ms, "
+          f"{adam_bytes / sorted(adam)[len(adam) // 2] / 1e9:.1f} GB/s of its {adam_bytes / 1e6:.0f} MB; "
           f"encoder matmul + ReLU alone: {spread(encoder, ms)} ms; decoder renormalisation: {spread(renorm, ms)} ms")
     med = {k: sorted(v)[len(v) // 2] for k, v in
            (("dense", dense_t), ("sparse", sparse_t), ("adam", adam), ("enc", encoder), ("renorm", renorm))}
