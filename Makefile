@@ -31,7 +31,11 @@ test: $(STAMP)
 	$(BIN)/python -m pytest --rootdir . --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg .cache/smoke-book/book/executed .cache/smoke-lm-book/book/executed
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks $(filter-out bench,$(MAKECMDGOALS))
+# `make bench train` runs one benchmark: the words after `bench` are its arguments, not targets
+ifeq (bench,$(firstword $(MAKECMDGOALS)))
+$(filter-out bench,$(MAKECMDGOALS)): ; @:
+endif
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check sae_core tests notebooks benchmarks

@@ -35,7 +35,7 @@ from sae_core.train import CHECKPOINT_DIR, FAMILY_FILE, TrainConfig, family_is_c
 TRAIN_KEYS = ("sizes", "n_steps", "batch_size", "lr", "l1_coeff", "seed", "resample_every", "use_b_dec", "init")
 # Added later, and part of a family's parameters only when not at their defaults, so that the
 # keys of families cached before they existed stay valid.
-OPTIONAL_TRAIN_KEYS = ("normalize_activations",)
+OPTIONAL_TRAIN_KEYS = ("normalize_activations", "resample_pool")
 FAMILY_KEYS = ("source", *TRAIN_KEYS, *OPTIONAL_TRAIN_KEYS, "synthetic", "lm")
 
 
@@ -58,6 +58,12 @@ def family_params(namespace: Mapping[str, Any]) -> dict[str, Any]:
     for key in OPTIONAL_TRAIN_KEYS:
         if key in params and params[key] == defaults[key]:
             del params[key]
+    # resampling draws from a pool (issue 18): a resampling family keys its pool size, so no cache of the
+    # old batch-drawn resampling is reused; without resampling the pool changes nothing and stays out
+    if params["resample_every"]:
+        params.setdefault("resample_pool", defaults["resample_pool"])
+    else:
+        params.pop("resample_pool", None)
     overrides = dict(params.pop("synthetic", None) or {}), dict(params.pop("lm", None) or {})
     if source == "synthetic":
         params["synthetic"] = dataclasses.asdict(SyntheticConfig(**overrides[0]))

@@ -131,3 +131,13 @@ def test_dress_for_reading_folds_what_shows_and_removes_set_up(tmp_path):
     dress_for_reading(path, {"n": 1})
     tags = [c.metadata.get("tags", []) for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
     assert tags == [["parameters", "remove-cell"], ["remove-input"], ["remove-input"], ["hide-input"], ["hide-input"]]
+
+
+def test_resampling_families_key_their_pool_and_others_do_not():
+    from sae_core.report.pipeline import family_params
+
+    base = {"source": "synthetic", "sizes": [16, 32], "n_steps": 10}
+    assert "resample_pool" not in family_params(base)  # keys of families without resampling are unchanged
+    resampled = family_params({**base, "resample_every": 5})
+    assert resampled["resample_pool"] == 131072  # never the cache of the old batch-drawn resampling
+    assert family_params({**base, "resample_every": 5, "resample_pool": 4096})["resample_pool"] == 4096
