@@ -103,7 +103,8 @@ def test_language_model_book_builds_without_errors_or_nan(smoke_lm_book):
     assert "00_abstract.html" in landing
     abstract = (smoke_lm_book / "book" / "executed" / "00_abstract.html").read_text()
     answer_text = re.sub(r"<[^>]+>", " ", abstract[abstract.find("Answer."):abstract.find("The post")])
-    assert re.search(r"In \d+ of the \d+ settings", answer_text) and "held-out activations" in answer_text
+    assert re.search(r"In \d+ of the \d+ dictionaries with a low mode", answer_text)
+    assert "held-out activations" in answer_text
     assert re.search(r'<img[^>]+src="[^"]+\.png"', abstract) and "Huben" in abstract
 
 
