@@ -96,12 +96,16 @@ def density_text(x: float | None) -> str:
 
 
 def verdict(r: LowByClass) -> str:
-    """What the low part is, in a few words: the part of the answer the summary tables repeat."""
+    """What the low part is, in a few words: the part of the answer the summary tables repeat. A latent
+    "never trained" when its decoder row never left its random start (unmoved), whatever it fires on:
+    an unmoved row is a random direction, so its MCS is the random null's."""
     if r.n_low < MIN_LOW:
         return "no low mode"
     inactive, unmoved = r.share(r.inactive), r.share(r.unmoved)
-    if inactive >= MOSTLY and (unmoved is None or unmoved >= MOSTLY):
-        return "untrained latents" if unmoved is not None else "latents that (almost) never fire"
+    if unmoved is not None and unmoved >= MOSTLY:
+        return "untrained latents"
+    if unmoved is None and inactive >= MOSTLY:
+        return "latents that (almost) never fire"
     if inactive >= MOSTLY:
         return "inactive latents, some moved"
     return "not only untrained latents"
@@ -124,8 +128,8 @@ def answer_sentence(r: LowByClass) -> str:
         parts += f", against {_pct(high)} of the high-MCS features." if high is not None else "."
     v = verdict(r)
     if v == "untrained latents":
-        parts += (" The low mode here is latents that never trained: they fire too rarely to move from their "
-                  "random start.")
+        parts += " The low mode here is latents that never trained: their decoder rows stayed at their random start"
+        parts += (f", {r.active} of them although they fire above the ultralow threshold." if r.active else ".")
     elif v == "latents that (almost) never fire":
         parts += " The low mode here is latents that (almost) never fire."
     elif v == "inactive latents, some moved":

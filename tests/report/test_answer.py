@@ -20,8 +20,9 @@ def make(n_low, never, ultralow, active, unmoved, n=1024, setting="language mode
 def test_verdict_on_and_around_its_boundaries():
     assert answer.verdict(make(9, 9, 0, 0, 9)) == "no low mode"  # below MIN_LOW
     assert answer.verdict(make(10, 10, 0, 0, 10)) == "untrained latents"
-    assert answer.verdict(make(100, 60, 30, 10, 90)) == "untrained latents"  # exactly 90% / 90%
-    assert answer.verdict(make(100, 60, 29, 11, 90)) == "not only untrained latents"  # 89% inactive
+    assert answer.verdict(make(100, 60, 30, 10, 90)) == "untrained latents"  # exactly 90% unmoved
+    assert answer.verdict(make(100, 10, 30, 60, 95)) == "untrained latents"  # active, but the rows never moved
+    assert answer.verdict(make(100, 60, 29, 11, 89)) == "not only untrained latents"  # 89% inactive, 89% unmoved
     assert answer.verdict(make(100, 60, 30, 10, 89)) == "inactive latents, some moved"
     assert answer.verdict(make(100, 100, 0, 0, None)) == "latents that (almost) never fire"  # no training record
 
@@ -32,7 +33,7 @@ def test_answer_sentence_states_each_count_and_never_nan():
                   "21 (8.9%) are active", "230 (97.9%) still have cosine ≥ 0.9", "20.0% of the high-MCS"):
         assert piece in text
     assert "nan" not in text.lower() and text.startswith("Language model")
-    assert "latents that never trained" in text  # 91% inactive, 98% unmoved
+    assert "latents that never trained" in text and "21 of them although they fire" in text  # 98% unmoved
     mixed = answer.answer_sentence(make(100, 20, 20, 60, 40))
     assert "never trained" not in mixed and "not only untrained latents: 60 are active. 0 of them" in mixed
     none = answer.answer_sentence(make(3, 3, 0, 0, 3))
