@@ -4,10 +4,7 @@ import numpy as np
 import pytest
 
 from sae_core import stats
-from sae_core.report import answer, latents, low_mode_chapter, pipeline
-
-BASE = {"source": "synthetic", "sizes": [16, 32, 64], "n_steps": 60, "batch_size": 32, "seed": 0, "l1_coeff": 3e-2,
-        "synthetic": {"d_in": 8, "n_features": 24, "mean_active": 2.0, "n_parents": 2, "children_per_parent": 2}}
+from sae_core.report import answer, latents, low_mode_chapter
 
 
 def make(n_low, never, ultralow, active, unmoved, n=1024, setting="language model, this report's initialisation"):
@@ -73,12 +70,6 @@ def test_unfound_sentence_states_the_nulls():
 def test_density_text():
     assert answer.density_text(None) == "–" and answer.density_text(0) == "0"
     assert answer.density_text(0.0234) == "2.3%" and answer.density_text(6.1e-5) == "6.1e-05"
-
-
-@pytest.fixture
-def family(tmp_path, monkeypatch):
-    monkeypatch.setenv("SAE_REPORT_CACHE", str(tmp_path))
-    return pipeline.ensure_family(pipeline.family_params(BASE), progress=False)
 
 
 def test_low_by_class_counts_match_the_classes(family):

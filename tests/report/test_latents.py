@@ -6,15 +6,6 @@ import torch
 
 from sae_core.report import latents, pipeline
 
-BASE = {"source": "synthetic", "sizes": [16, 32, 64], "n_steps": 60, "batch_size": 32, "seed": 0, "l1_coeff": 3e-2,
-        "synthetic": {"d_in": 8, "n_features": 24, "mean_active": 2.0, "n_parents": 2, "children_per_parent": 2}}
-
-
-@pytest.fixture
-def family(tmp_path, monkeypatch):
-    monkeypatch.setenv("SAE_REPORT_CACHE", str(tmp_path))
-    return pipeline.ensure_family(pipeline.family_params(BASE), progress=False)
-
 
 def test_heldout_fires_counts_every_firing_and_smaller_samples_are_prefixes(family):
     x = family.sample(5000)

@@ -5,15 +5,6 @@ import torch
 
 from sae_core.report import analysis, low_mode, pipeline, splitting
 
-BASE = {"source": "synthetic", "sizes": [16, 32, 64], "n_steps": 60, "batch_size": 32, "seed": 0, "l1_coeff": 3e-2,
-        "synthetic": {"d_in": 8, "n_features": 24, "mean_active": 2.0, "n_parents": 2, "children_per_parent": 2}}
-
-
-@pytest.fixture
-def family(tmp_path, monkeypatch):
-    monkeypatch.setenv("SAE_REPORT_CACHE", str(tmp_path))
-    return pipeline.ensure_family(pipeline.family_params(BASE), progress=False)
-
 
 def test_baseline_ablation_is_a_subset_of_the_family_and_overrides_make_a_new_one(family, monkeypatch):
     same = low_mode.ablation_family(family, {}, [16, 64], progress=False)
@@ -63,14 +54,14 @@ def test_feature_trees_report_on_a_family(family):
     assert lines[0].startswith("16:0")
 
 
-def test_normalised_family_scales_its_held_out_samples(family):
+def test_normalised_family_scales_its_held_out_samples(family, tiny_params):
     scaled = low_mode.ablation_family(family, {"normalize_activations": True}, [16, 64], progress=False)
     assert scaled.key != family.key and scaled.activation_scale != 1.0
     x = scaled.sample(4096)
     assert abs(float(x.pow(2).sum(1).mean()) / 8 - 1) < 0.1  # mean squared norm d_in = 8
     assert family.activation_scale == 1.0
     # the option at its default leaves the parameters, and so the cache key, as before it existed
-    assert "normalize_activations" not in pipeline.family_params({**BASE, "normalize_activations": False})
+    assert "normalize_activations" not in pipeline.family_params({**tiny_params, "normalize_activations": False})
 
 
 def test_settings_apply_only_to_their_source():

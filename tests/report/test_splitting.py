@@ -3,7 +3,6 @@ by hand), and the whole chain on a tiny cached family."""
 
 import matplotlib
 import numpy as np
-import pytest
 
 from sae_core import trees
 from sae_core.report import pipeline, splitting
@@ -136,14 +135,6 @@ def test_excluded_sentence_counts_inactive_latents():
 
 
 # ----------------------------------------------------------------------------- the chain on a family
-BASE = {"source": "synthetic", "sizes": [16, 32, 64], "n_steps": 60, "batch_size": 32, "seed": 0, "l1_coeff": 3e-2,
-        "synthetic": {"d_in": 8, "n_features": 24, "mean_active": 2.0, "n_parents": 2, "children_per_parent": 2}}
-
-
-@pytest.fixture
-def family(tmp_path, monkeypatch):
-    monkeypatch.setenv("SAE_REPORT_CACHE", str(tmp_path))
-    return pipeline.ensure_family(pipeline.family_params(BASE), progress=False)
 
 
 def test_trees_baselines_curve_and_figures_on_a_family(family):
