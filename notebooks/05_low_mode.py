@@ -245,3 +245,39 @@ glue("fit_sentence", answer.fit_sentence(points, fit), display=False)
 # ```
 #
 # {glue:text}`fit_sentence`
+
+# %% tags=["nbval-ignore-output"]
+# What the features fire on (issue 21): cards, the token-level proxy by class and the feature browser,
+# all from the report layer (sae_core/report/feature_section.py); self-contained below this line.
+from IPython.display import HTML
+
+from sae_core.report import analysis as fire_analysis
+from sae_core.report import feature_section
+
+fire_small, fire_large = fire_analysis.compared_pair(sources[0], small_size, large_size)
+features = feature_section.feature_section(sources, fire_small, fire_large, null_quantile, n_heldout, seed=seed)
+glue("fire_card_source", features.card_source or "source", display=False)
+glue("fire_proxy_sentence", features.proxy_sentence(), display=False)
+glue("fire_browser_sentence", features.browser_sentence(), display=False)
+
+# %% [markdown]
+# ## What the features fire on
+#
+# The post's third explanation, real features the larger dictionary missed, can be judged by
+# looking at the features. Every latent's firing is counted on held-out documents, so each can be
+# shown in the text it fires on, as feature dashboards do (Bricken et al.
+# {cite}`bricken2023monosemanticity`; sae_vis, SAEDashboard and Neuronpedia show the same panels):
+# its density with the detection limit, the histogram of its activations, its top activations
+# in context, a seeded sample from lower activation intervals, the tokens whose logits it raises,
+# and its MCS and nearest feature in the larger dictionary. The cards are of the
+# {glue:text}`fire_card_source`.
+#
+# {glue:text}`fire_proxy_sentence`
+#
+# {glue:text}`fire_browser_sentence`
+
+# %%
+display(HTML(features.links_html()))
+
+# %%
+display(HTML(features.cards_html()))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -196,6 +197,9 @@ def main(argv: list[str] | None = None) -> None:
     profile = apply_overrides(load_profile(args.profile), args.set)
     root = Path(args.root)
     prepare_root(root)
+    # chapter 5 writes the feature browser into <root>/book/_static/browser (report/cards.browser_folder);
+    # the kernels papermill starts inherit this environment
+    os.environ["SAE_BOOK_ROOT"] = str(root.resolve())
     start = time.perf_counter()
     timings = execute_chapters(profile, root / "book" / "executed")
     executed = time.perf_counter() - start

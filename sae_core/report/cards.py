@@ -1,0 +1,818 @@
+"""What a feature fires on: per-latent statistics on held-out activations, feature cards, and a
+token-level proxy compared between latent classes.
+
+A **feature card** shows what every feature dashboard in the field shows (Bricken et al. 2023,
+*Towards Monosemanticity*, feature visualisations; sae_vis / SAEDashboard; Neuronpedia):
+
+- firing density on the held-out sample, with the detection limit 3/n of a latent seen never to fire
+  (:func:`sae_core.report.latents.detection_limit`);
+- the histogram of its nonzero activations, ``N_BINS`` equal bins over (0, max];
+- its top ``N_TOP`` activations, each in its context: ``CONTEXT`` tokens either side of the firing token
+  in its held-out document, the firing token highlighted, the activation printed;
+- a sample from lower activation intervals: as in sae_vis's "interval groups", the activations in each
+  interval of ``INTERVALS`` (fractions of the feature's maximum) and, among those, the
+  ``N_PER_INTERVAL`` with the smallest seeded random key (a uniform sample without replacement);
+- the tokens whose logits the feature raises and lowers most through the model's direct path:
+  decoder row d → MLP output projection W_out → final LayerNorm → unembedding W_U, i.e.
+  ``logit effect = W_U γ ⊙ C (W_outᵀ d)``, with C the LayerNorm's centring (x − mean x) and γ its gain;
+  the LayerNorm's division by the residual's norm is frozen (one positive constant per token
+  position, which rescales all logits alike and so leaves the order of tokens unchanged), as in
+  TransformerLens's ``fold_ln``; later layers are ignored (the "direct logit attribution" of
+  Bricken et al. and Neuronpedia);
+- its MCS against the larger dictionary and the index of its nearest feature there.
+
+The **token-level proxy** of a feature is the share of its activation mass on its ``TOP_K_TOKENS``
+most-activating token ids, ``share = Σ_{t ∈ top-k} m_t / Σ_t m_t`` with ``m_t`` the sum of the
+feature's activations on token id t; 1 for a feature that fires on at most k distinct tokens. It
+is defined only for features with at least ``MIN_FIRINGS`` firings in the sample (with fewer,
+the share is 1 by construction). Beside it, the entropy (bits) of the distribution of the token
+ids it fires on, ``H = −Σ_t p_t log2 p_t`` with ``p_t`` the share of its firings on t.
+
+The synthetic source has no tokens: its cards show density, histogram and MCS and say so.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sae_core.io import cache_root
+from sae_core.report.latents import LatentClasses, detection_limit
+from sae_core.report.pipeline import Family
+from sae_core.similarity import max_cosine_similarity
+
+CONTEXT = 10  # tokens shown either side of the firing token
+N_TOP = 10  # top activating contexts per card
+INTERVALS = ((0.0, 0.25), (0.25, 0.5))  # lower activation intervals sampled, as fractions of the maximum
+N_PER_INTERVAL = 3  # contexts sampled per interval
+N_BINS = 24  # bins of the activation histogram over (0, max]
+N_LOGITS = 8  # tokens whose logits the feature raises (and lowers) most
+TOP_K_TOKENS = 5  # the proxy: share of activation mass on the top-k token ids
+MIN_FIRINGS = 20  # features with fewer firings get no proxy value
+CHUNK_ELEMENTS = 2**22  # codes computed per chunk: rows x latents
+
+
+# ------------------------------------------------------------------ statistics of one dictionary
+@dataclass
+class FeatureStats:
+    """Per-latent statistics of one dictionary on the first ``n_samples`` held-out activations
+    (the same sample :func:`sae_core.report.latents.heldout_fires` counts). Rows are indices into
+    that sample; ``-1`` pads."""
+
+    size: int
+    n_samples: int
+    counts: np.ndarray  # [L] firings
+    max_act: np.ndarray  # [L] largest activation (0 if never)
+    top_values: np.ndarray  # [L, N_TOP] largest activations, descending
+    top_rows: np.ndarray  # [L, N_TOP]
+    hist: np.ndarray  # [L, N_BINS] counts of nonzero activations over (0, max]
+    interval_values: np.ndarray  # [L, len(INTERVALS), N_PER_INTERVAL]
+    interval_rows: np.ndarray  # [L, len(INTERVALS), N_PER_INTERVAL]
+    interval_counts: np.ndarray  # [L, len(INTERVALS)] activations in each interval
+    token_mass: TokenMass | None  # None: the source has no tokens
+
+
+@dataclass
+class TokenMass:
+    """Sparse [latent, token id] sums of activation and counts of firings, sorted by latent then
+    by mass (descending)."""
+
+    latent: np.ndarray
+    token: np.ndarray
+    mass: np.ndarray
+    count: np.ndarray
+    size: int
+
+    def top(self, latent: int, k: int) -> list[tuple[int, float]]:
+        """The ``k`` token ids with the most activation mass, with their share of the mass."""
+        lo, hi = np.searchsorted(self.latent, [latent, latent + 1])
+        total = self.mass[lo:hi].sum()
+        stop = min(lo + k, hi)
+        return [(int(t), float(m / total)) for t, m in zip(self.token[lo:stop], self.mass[lo:stop], strict=True)]
+
+    def top_share(self, k: int = TOP_K_TOKENS) -> np.ndarray:
+        """[L] share of each latent's activation mass on its top-k token ids (NaN: never fires)."""
+        starts = np.searchsorted(self.latent, np.arange(self.size))
+        rank = np.arange(self.latent.size) - starts[self.latent]
+        total = np.bincount(self.latent, self.mass, minlength=self.size)
+        top = np.bincount(self.latent[rank < k], self.mass[rank < k], minlength=self.size)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(total > 0, top / total, np.nan)
+
+    def entropy(self) -> np.ndarray:
+        """[L] entropy in bits of the distribution of token ids each latent fires on (NaN: never fires)."""
+        total = np.bincount(self.latent, self.count, minlength=self.size).astype(float)
+        p = self.count / np.maximum(total[self.latent], 1)
+        h = np.bincount(self.latent, -p * np.log2(np.maximum(p, 1e-300)), minlength=self.size)
+        return np.where(total > 0, h, np.nan)
+
+
+def _chunk_rows(size: int) -> int:
+    return max(256, CHUNK_ELEMENTS // size)
+
+
+def _merge_top(values: torch.Tensor, rows: torch.Tensor, new_values: torch.Tensor, new_rows: torch.Tensor,
+               largest: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keep the k best of two [k, L] candidate sets, per column."""
+    v, r = torch.cat([values, new_values]), torch.cat([rows, new_rows])
+    best = torch.topk(v, values.shape[0], dim=0, largest=largest)
+    return best.values, torch.gather(r, 0, best.indices)
+
+
+def token_ids(family: Family, n_samples: int) -> np.ndarray | None:
+    """Token id of each of the first ``n_samples`` held-out activations, or None (no tokens)."""
+    where = heldout_rows(family, n_samples)
+    return None if where is None else where[0]
+
+
+def heldout_rows(family: Family, n_samples: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(token id, document, position) of each of the first ``n_samples`` held-out activations (the
+    order of :meth:`Family.sample`), or None when the source keeps no tokens."""
+    store = getattr(family.source, "heldout", None)
+    if store is None or "token_id" not in getattr(store, "column_names", []):
+        return None
+    n = family.heldout_n(n_samples)
+    key = ("heldout_rows", n)
+    if key not in family.memo:
+        order = family.heldout_order()[:n]
+        family.memo[key] = tuple(store.column(c)[order] for c in ("token_id", "doc", "pos"))
+    return family.memo[key]
+
+
+def feature_stats(family: Family, size: int, n_samples: int, seed: int = 0) -> FeatureStats:
+    """:class:`FeatureStats` of dictionary ``size`` on the first ``n_samples`` held-out activations, in two
+    passes over the sample (the second needs each latent's maximum); memoised on the family."""
+    n = family.heldout_n(n_samples)
+    key = ("feature_stats", size, n, seed)
+    if key in family.memo:
+        return family.memo[key]
+    sae = family.saes[size]
+    x = family.sample(n)
+    tokens = token_ids(family, n)
+    chunk = _chunk_rows(size)
+    k = min(N_TOP, n)
+    counts = torch.zeros(size, dtype=torch.long)
+    top_v = torch.full((k, size), -1.0)
+    top_r = torch.full((k, size), -1, dtype=torch.long)
+    pairs: torch.Tensor | None = None  # sparse [size, vocab] (mass, count)
+    vocab = int(tokens.max()) + 1 if tokens is not None else 0
+    with torch.no_grad():
+        for start in range(0, n, chunk):
+            codes = sae.encode(x[start:start + chunk]).float()
+            counts += (codes > 0).sum(0)
+            kk = min(k, codes.shape[0])
+            best = torch.topk(codes, kk, dim=0)
+            top_v, top_r = _merge_top(top_v, top_r, best.values, best.indices + start, largest=True)
+            if tokens is not None:
+                r, j = codes.nonzero(as_tuple=True)
+                tok = torch.from_numpy(tokens[start:start + chunk].astype(np.int64))[r]
+                vals = torch.stack([codes[r, j].double(), torch.ones_like(r, dtype=torch.double)], 1)
+                part = torch.sparse_coo_tensor(torch.stack([j, tok]), vals, (size, vocab, 2), check_invariants=False)
+                pairs = part if pairs is None else (pairs + part).coalesce()
+        max_act = top_v[0].clamp_min(0.0)
+        hist = torch.zeros(size * N_BINS, dtype=torch.long)
+        n_int = len(INTERVALS)
+        int_key = torch.full((n_int, N_PER_INTERVAL, size), 2.0)
+        int_v = torch.zeros((n_int, N_PER_INTERVAL, size))
+        int_r = torch.full((n_int, N_PER_INTERVAL, size), -1, dtype=torch.long)
+        int_counts = torch.zeros((n_int, size), dtype=torch.long)
+        gen = torch.Generator().manual_seed(int(seed) * 7919 + 21)
+        safe_max = torch.where(max_act > 0, max_act, torch.ones_like(max_act))
+        for start in range(0, n, chunk):
+            codes = sae.encode(x[start:start + chunk]).float()
+            frac = codes / safe_max
+            r, j = codes.nonzero(as_tuple=True)
+            b = (frac[r, j] * N_BINS).long().clamp(0, N_BINS - 1)
+            hist += torch.bincount(j * N_BINS + b, minlength=size * N_BINS)
+            keys = torch.rand(codes.shape, generator=gen)
+            m = min(N_PER_INTERVAL, codes.shape[0])
+            for g, (lo, hi) in enumerate(INTERVALS):
+                inside = (codes > 0) & (frac > lo) & (frac <= hi)
+                int_counts[g] += inside.sum(0)
+                masked = torch.where(inside, keys, torch.full_like(keys, 2.0))
+                pick = torch.topk(masked, m, dim=0, largest=False)
+                cand_k = torch.cat([int_key[g], pick.values])
+                cand_r = torch.cat([int_r[g], pick.indices + start])
+                cand_v = torch.cat([int_v[g], torch.gather(codes, 0, pick.indices)])
+                keep = torch.topk(cand_k, N_PER_INTERVAL, dim=0, largest=False).indices
+                int_key[g] = torch.gather(cand_k, 0, keep)
+                int_r[g] = torch.gather(cand_r, 0, keep)
+                int_v[g] = torch.gather(cand_v, 0, keep)
+        int_r = torch.where(int_key < 2.0, int_r, torch.full_like(int_r, -1))
+    top_r = torch.where(top_v > 0, top_r, torch.full_like(top_r, -1))
+    mass = None
+    if tokens is not None:
+        mass = _token_mass(pairs, size)
+    stats = FeatureStats(size, n, counts.numpy(), max_act.numpy(), top_v.clamp_min(0).t().numpy(), top_r.t().numpy(),
+                         hist.view(size, N_BINS).numpy(), int_v.permute(2, 0, 1).numpy(),
+                         int_r.permute(2, 0, 1).numpy(), int_counts.t().numpy(), mass)
+    family.memo[key] = stats
+    return stats
+
+
+def _token_mass(pairs: torch.Tensor | None, size: int) -> TokenMass:
+    if pairs is None:
+        empty = np.zeros(0, np.int64)
+        return TokenMass(empty, empty, np.zeros(0), np.zeros(0, np.int64), size)
+    pairs = pairs.coalesce()
+    idx, vals = pairs.indices().numpy(), pairs.values().numpy()
+    latent, token, mass, count = idx[0], idx[1], vals[:, 0], np.rint(vals[:, 1]).astype(np.int64)
+    order = np.lexsort((token, -mass, latent))
+    return TokenMass(latent[order], token[order], mass[order], count[order], size)
+
+
+# ------------------------------------------------------------------ tokens, contexts and logits
+class Vocabulary:
+    """Token ids to display text, escaped for HTML when rendered (``repr``-like: newlines as ↵)."""
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self._text: dict[int, str] = {}
+
+    def text(self, token: int) -> str:
+        """The token as text; a token that is part of a multi-byte character (which decodes alone to
+        U+FFFD) as its bytes in hex, e.g. ``⟨e2 80⟩``; ``…`` for an unknown token (id -1)."""
+        if token < 0:
+            return "…"
+        if token not in self._text:
+            text = self.tokenizer.decode([int(token)])
+            if "\ufffd" in text:
+                text = _byte_text(self.tokenizer.convert_ids_to_tokens(int(token))) or text
+            self._text[token] = text.replace("\n", "↵").replace("\t", "⇥")
+        return self._text[token]
+
+    def label(self, token: int) -> str:
+        """The token for a list of tokens: spaces shown as ␣ so a space token is visible."""
+        return self.text(token).replace(" ", "␣")
+
+
+def _byte_level_alphabet() -> dict[str, int]:
+    """GPT-2's byte-level BPE alphabet (Radford et al. 2019, ``bytes_to_unicode``): character -> byte."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
+    chars, n = keep[:], 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(keep, chars, strict=True)}
+
+
+_BYTES = _byte_level_alphabet()
+
+
+def _byte_text(piece: str | None) -> str | None:
+    """A byte-level BPE token's bytes in hex (``⟨e2 80⟩``), or None if it is not byte-level."""
+    if not piece or any(ch not in _BYTES for ch in piece):
+        return None
+    return "⟨" + " ".join(f"{_BYTES[ch]:02x}" for ch in piece) + "⟩"
+
+
+@dataclass
+class Context:
+    """One activation in its document: ``tokens`` around the firing token at ``focus``."""
+
+    value: float
+    tokens: list[str]
+    focus: int
+    unseen: int = 0  # leading tokens before the model's row (the model did not see them)
+    doc: int = -1
+    pos: int = -1
+
+
+@dataclass
+class LanguageModelView:
+    """What a language-model family needs for cards: its tokenizer, the documents' tokens, and the
+    logit effect of directions in the site's space."""
+
+    vocab: Vocabulary
+    context: int  # tokens per row the model ran on (rows start at multiples of it)
+    readout: torch.Tensor | None  # [d_in, V]: logit effect of a unit of a site direction; None: not available
+    readout_note: str
+    documents: dict[int, np.ndarray] = field(default_factory=dict)  # doc -> token ids (-1: unknown)
+
+
+def language_model_view(family: Family) -> LanguageModelView | None:
+    """The tokenizer and logit read-out of a language-model family; None for a source without tokens.
+    Memoised on the family."""
+    if "lm_view" in family.memo:
+        return family.memo["lm_view"]
+    view = None
+    if heldout_rows(family, 1) is not None:
+        from sae_core.sources.evaluation import language_model
+
+        lm, _, tokenizer, cfg = language_model(family.params["lm"])
+        readout, note = _logit_readout(lm._module, cfg.site, family.d_in)
+        view = LanguageModelView(Vocabulary(tokenizer), cfg.context, readout, note)
+    family.memo["lm_view"] = view
+    return view
+
+
+def _logit_readout(model, site: str, d_in: int) -> tuple[torch.Tensor | None, str]:
+    """[d_in, V] matrix mapping a direction at ``site`` to its direct effect on the logits of a GPT-2-style
+    model: W_out (the MLP output projection, for ``mlp.hook_post``), then the final LayerNorm's
+    centring and gain with its scale frozen, then the unembedding; with a note saying so."""
+    from sae_core.sources.nnsight_sites import _SITE_RE
+
+    transformer = getattr(model, "transformer", None)
+    head = getattr(model, "lm_head", None)
+    match = _SITE_RE.match(site)
+    if transformer is None or head is None or match is None:
+        return None, f"the logit effect is computed for GPT-2-style models at a named site; not for {site}"
+    layer, kind = int(match.group(1)), match.group(2)
+    with torch.no_grad():
+        if kind == "mlp.hook_post":
+            to_resid = transformer.h[layer].mlp.c_proj.weight.detach().float()  # Conv1D: [d_mlp, d_model]
+            path = ("decoder row → MLP output projection → final LayerNorm (centring and gain; scale frozen) → "
+                    "unembedding")
+        elif d_in == head.weight.shape[1]:
+            to_resid = torch.eye(d_in)
+            path = "decoder row → final LayerNorm (centring and gain; scale frozen) → unembedding"
+        else:
+            return None, f"the site {site} does not write to the residual stream directly"
+        centred = to_resid - to_resid.mean(1, keepdim=True)
+        gain = getattr(transformer, "ln_f", None)
+        if gain is not None:
+            centred = centred * gain.weight.detach().float()
+        return centred @ head.weight.detach().float().t(), f"direct path only, later layers ignored: {path}"
+
+
+def document_tokens(family: Family, view: LanguageModelView, docs: Iterable[int]) -> None:
+    """Fill ``view.documents`` for ``docs``: each document re-tokenised from a local corpus (exactly the
+    ids the store was extracted from), else the ids the held-out store keeps (a row's first token,
+    dropped at extraction, then shows as …)."""
+    wanted = sorted(set(int(d) for d in docs) - set(view.documents))
+    if not wanted:
+        return
+    from sae_core.sources.lm_source import LMSourceConfig, _looks_like_path, iter_documents
+
+    cfg = LMSourceConfig(**family.params["lm"])
+    if _looks_like_path(cfg.corpus):
+        need = set(wanted)
+        for index, text in enumerate(iter_documents(cfg.corpus, cfg.text_field, limit=cfg.max_documents)):
+            if index in need:
+                view.documents[index] = np.asarray(view.vocab.tokenizer(text)["input_ids"], np.int64)
+                need.discard(index)
+                if not need:
+                    break
+    missing = [d for d in wanted if d not in view.documents]
+    if missing:
+        store = family.source.heldout
+        doc, pos, tok = store.column("doc"), store.column("pos"), store.column("token_id")
+        for d in missing:
+            sel = doc == d
+            ids = np.full(int(pos[sel].max()) + 1, -1, np.int64)
+            ids[pos[sel]] = tok[sel]
+            view.documents[d] = ids
+
+
+def contexts(family: Family, view: LanguageModelView, n_samples: int, rows: Sequence[int],
+             values: Sequence[float], width: int = CONTEXT) -> list[Context]:
+    """Each sample row (index into the held-out sample, -1 skipped) in its document, ``width`` tokens
+    either side."""
+    token, doc, pos = heldout_rows(family, n_samples)
+    keep = [(int(r), float(v)) for r, v in zip(rows, values, strict=True) if r >= 0]
+    document_tokens(family, view, (doc[r] for r, _ in keep))
+    out = []
+    for r, v in keep:
+        d, p = int(doc[r]), int(pos[r])
+        ids = view.documents[d]
+        lo, hi = max(0, p - width), min(len(ids), p + width + 1)
+        window = [int(t) for t in ids[lo:hi]]
+        if p < len(ids) and ids[p] != token[r]:  # the store is the truth about the firing token
+            window[p - lo] = int(token[r])
+        row_start = p - p % view.context
+        out.append(Context(v, [view.vocab.text(t) for t in window], p - lo, max(0, row_start - lo), d, p))
+    return out
+
+
+# ------------------------------------------------------------------ cards
+@dataclass
+class Card:
+    """Everything one card shows; :func:`render_card` draws it."""
+
+    latent: int
+    size: int
+    label: str  # the class, e.g. "active · low MCS · moved"
+    n_samples: int
+    count: int
+    detection_limit: float
+    mcs: float
+    against: int
+    nearest: int
+    hist: np.ndarray  # [N_BINS]
+    max_act: float
+    top: list[Context]
+    intervals: list[tuple[str, int, list[Context]]]  # (interval label, activations in it, sampled contexts)
+    raises: list[tuple[str, float]]  # tokens whose logits the feature raises most
+    lowers: list[tuple[str, float]]
+    top_tokens: list[tuple[str, float]]  # token text, share of activation mass
+    notes: list[str]  # what the card cannot show and why
+    rule: str = ""  # how the card was chosen
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def _tok(text: str) -> str:
+    return html.escape(text)
+
+
+def histogram_svg(hist: np.ndarray, max_act: float, width: int = 240, height: int = 60) -> str:
+    """The activation histogram as a small inline SVG: one bar per bin over (0, max], heights
+    proportional to counts, axis labels 0 and the maximum."""
+    hist = np.asarray(hist, float)
+    if hist.sum() <= 0:
+        return '<span class="fc-none">no activations to draw</span>'
+    w = width / len(hist)
+    top = hist.max()
+    bars = "".join(
+        f'<rect x="{i * w:.1f}" y="{height - 14 - h:.1f}" width="{max(w - 1, 0.5):.1f}" height="{h:.1f}"/>'
+        for i, h in enumerate((hist / top) * (height - 16)) if h > 0)
+    return (f'<svg class="fc-hist" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+            f'aria-label="activation histogram">{bars}'
+            f'<text x="0" y="{height - 2}">0</text>'
+            f'<text x="{width}" y="{height - 2}" text-anchor="end">{html.escape(_fmt(max_act))}</text></svg>')
+
+
+def context_html(ctx: Context) -> str:
+    """One context: tokens before the model's row greyed, the firing token marked."""
+    parts = []
+    for i, t in enumerate(ctx.tokens):
+        cls = "fc-fire" if i == ctx.focus else ("fc-unseen" if i < ctx.unseen else "fc-t")
+        parts.append(f'<span class="{cls}">{_tok(t)}</span>')
+    return f'<span class="fc-act">{_fmt(ctx.value)}</span><span class="fc-ctx">{"".join(parts)}</span>'
+
+
+CARD_CSS = """
+.fc-cards{display:flex;flex-direction:column;gap:1em;font-size:0.85em}
+.fc-card{border:1px solid #ccc;border-radius:6px;padding:0.6em 0.8em;background:#fcfcfc}
+.fc-card h4{margin:0 0 0.3em 0;font-size:1.05em}
+.fc-meta{color:#333;margin:0.2em 0}
+.fc-hist rect{fill:#4c78a8}.fc-hist text{font-size:9px;fill:#555}
+.fc-ctx{font-family:monospace;white-space:pre-wrap}
+.fc-t{color:#222}.fc-unseen{color:#aaa}
+.fc-fire{background:#f58518;color:#000;font-weight:bold;border-radius:2px}
+.fc-act{display:inline-block;min-width:4.5em;color:#555;font-family:monospace}
+.fc-none{color:#777;font-style:italic}
+.fc-list{margin:0.2em 0 0.4em 0;padding-left:0;list-style:none}
+.fc-tokens code{margin-right:0.5em}
+"""
+
+
+def render_card(card: Card) -> str:
+    """One card as an HTML fragment (every token and label escaped)."""
+    if card.count:
+        density = (f"fires on {card.count:,} of {card.n_samples:,} held-out activations "
+                   f"(density {card.count / card.n_samples:.2e}; detection limit {card.detection_limit:.1e})")
+    else:
+        density = (f"never fires on {card.n_samples:,} held-out activations (density below "
+                   f"{card.detection_limit:.1e} with 95% confidence)")
+    out = [f'<div class="fc-card" data-latent="{card.latent}">',
+           f"<h4>Feature {card.latent} of {card.size} · {html.escape(card.label)}</h4>",
+           f'<p class="fc-meta">{density}. MCS against the {card.against}-feature dictionary {card.mcs:.3f}, '
+           f"nearest feature there: {card.nearest}.</p>"]
+    if card.rule:
+        out.append(f'<p class="fc-meta fc-none">Chosen as {html.escape(card.rule)}.</p>')
+    out.append(f'<div>{histogram_svg(card.hist, card.max_act)}</div>')
+    if card.top_tokens:
+        out.append('<p class="fc-meta fc-tokens">Fires most on: ' + "".join(
+            f"<code>{_tok(t)}</code>{s:.0%} " for t, s in card.top_tokens) + "(share of activation mass)</p>")
+    if card.raises:
+        out.append('<p class="fc-meta fc-tokens">Raises the logits of: ' + "".join(
+            f"<code>{_tok(t)}</code>" for t, _ in card.raises) + "; lowers: " + "".join(
+            f"<code>{_tok(t)}</code>" for t, _ in card.lowers) + "</p>")
+    if card.top:
+        out.append(f"<div>Top {len(card.top)} activations:</div><ul class=\"fc-list\">"
+                   + "".join(f"<li>{context_html(c)}</li>" for c in card.top) + "</ul>")
+    for label, n_in, ctxs in card.intervals:
+        if ctxs:
+            out.append(f"<div>{html.escape(label)} ({n_in:,} activations), a seeded sample:</div><ul class=\"fc-list\">"
+                       + "".join(f"<li>{context_html(c)}</li>" for c in ctxs) + "</ul>")
+    for note in card.notes:
+        out.append(f'<p class="fc-meta fc-none">{html.escape(note)}</p>')
+    out.append("</div>")
+    return "\n".join(out)
+
+
+def render_cards(cards: Sequence[Card], legend: str = "") -> str:
+    """Cards with their stylesheet and a legend, as one HTML fragment."""
+    head = f"<style>{CARD_CSS}</style>"
+    lead = f'<p class="fc-meta">{html.escape(legend)}</p>' if legend else ""
+    return head + '<div class="fc-cards">' + lead + "\n".join(render_card(c) for c in cards) + "</div>"
+
+
+# ------------------------------------------------------------------ choosing cards
+N_HIGH_CARDS = 3  # high-MCS features, a seeded sample
+LOW_CARD_CAP = 8  # active low-MCS features: all of them up to this cap (a seeded sample beyond)
+N_ULTRALOW_CARDS = 2  # ultralow features, a seeded sample
+
+
+@dataclass
+class Choice:
+    latent: int
+    label: str
+    rule: str
+
+
+def choose_cards(classes: LatentClasses, mcs: np.ndarray, cutoff: float, seed: int = 0,
+                 n_high: int = N_HIGH_CARDS, low_cap: int = LOW_CARD_CAP, n_ultralow: int = N_ULTRALOW_CARDS
+                 ) -> list[Choice]:
+    """Which latents get a card, by a stated rule: ``n_high`` active high-MCS features (MCS at or above the
+    cutoff) drawn at random, every active low-MCS feature up to ``low_cap`` (drawn at random beyond it), and
+    ``n_ultralow`` ultralow features drawn at random; each draw from ``numpy.random.default_rng([seed, 21,
+    class])``, listed in index order within its class."""
+    mcs = np.asarray(mcs)
+    low = mcs < cutoff
+    moved = classes.unmoved
+
+    def movement(i: int) -> str:
+        return "" if moved is None else (" · unmoved" if moved[i] else " · moved")
+
+    pools = [("high MCS", classes.active & ~low, n_high, f"one of {n_high} active high-MCS features drawn at random"),
+             ("active, low MCS", classes.active & low, low_cap,
+              f"every active low-MCS feature up to {low_cap} (drawn at random beyond)"),
+             ("ultralow", classes.ultralow, n_ultralow, f"one of {n_ultralow} ultralow features drawn at random")]
+    out = []
+    for c, (name, mask, k, rule) in enumerate(pools):
+        idx = np.flatnonzero(mask)
+        if len(idx) > k:
+            idx = np.sort(np.random.default_rng([seed, 21, c]).choice(idx, size=k, replace=False))
+        for i in idx:
+            label = f"{name} ({'low' if low[i] else 'high'} MCS)" if name == "ultralow" else name
+            out.append(Choice(int(i), label + movement(int(i)), rule))
+    return out
+
+
+def selection_rule(n_high: int = N_HIGH_CARDS, low_cap: int = LOW_CARD_CAP, n_ultralow: int = N_ULTRALOW_CARDS,
+                   seed: int = 0) -> str:
+    return (f"Cards are chosen by a fixed rule, never by hand: {n_high} active high-MCS features drawn at random, "
+            f"every active low-MCS feature up to {low_cap} (drawn at random beyond), and {n_ultralow} ultralow "
+            f"features drawn at random (numpy's generator seeded with [{seed}, 21, class]).")
+
+
+def build_card(family: Family, stats: FeatureStats, latent: int, label: str, mcs: float, against: int, nearest: int,
+               rule: str = "") -> Card:
+    """The :class:`Card` of one latent from its family's statistics."""
+    view = language_model_view(family)
+    notes: list[str] = []
+    top, intervals, raises, lowers, top_tokens = [], [], [], [], []
+    if view is None:
+        notes.append("This source has no tokens (synthetic activations), so the card shows no contexts, "
+                     "token shares or logit effects.")
+    else:
+        top = contexts(family, view, stats.n_samples, stats.top_rows[latent], stats.top_values[latent])
+        for g, (lo, hi) in enumerate(INTERVALS):
+            label_g = f"Activations in ({lo:.2f}, {hi:.2f}] of the maximum"
+            intervals.append((label_g, int(stats.interval_counts[latent, g]),
+                              contexts(family, view, stats.n_samples, stats.interval_rows[latent, g],
+                                       stats.interval_values[latent, g])))
+        if stats.token_mass is not None and stats.counts[latent]:
+            top_tokens = [(view.vocab.label(t), s) for t, s in stats.token_mass.top(latent, TOP_K_TOKENS)]
+        if view.readout is not None:
+            effect = family.features(stats.size)[latent].float() @ view.readout
+            up, down = torch.topk(effect, N_LOGITS), torch.topk(-effect, N_LOGITS)
+            raises = [(view.vocab.label(int(t)), float(v)) for v, t in zip(up.values, up.indices, strict=True)]
+            lowers = [(view.vocab.label(int(t)), -float(v)) for v, t in zip(down.values, down.indices, strict=True)]
+        else:
+            notes.append(f"No logit effect: {view.readout_note}.")
+        if not stats.counts[latent]:
+            notes.append("It never fires on the held-out sample, so there are no contexts to show.")
+    return Card(latent, stats.size, label, stats.n_samples, int(stats.counts[latent]),
+                detection_limit(stats.n_samples), float(mcs), against, int(nearest), stats.hist[latent],
+                float(stats.max_act[latent]), top, intervals, raises, lowers, top_tokens, notes, rule)
+
+
+@dataclass
+class CardSet:
+    """The chosen cards of one dictionary and how they were chosen."""
+
+    size: int
+    against: int
+    cards: list[Card]
+    rule: str
+    n_per_class: dict[str, int]  # cards per class
+    has_tokens: bool
+
+    def html(self) -> str:
+        legend = self.rule + (" In each context the firing token is highlighted; grey tokens precede the row "
+                              "the model read, so it did not see them. Logit effects are the direct path "
+                              "(decoder row → MLP output projection → final LayerNorm with its scale frozen → "
+                              "unembedding); later layers are ignored." if self.has_tokens else
+                              " The synthetic source has no tokens: the cards show density, the activation "
+                              "histogram and MCS only.")
+        return render_cards(self.cards, legend)
+
+
+def feature_cards(family: Family, classes: LatentClasses, against: int, cutoff: float, seed: int = 0) -> CardSet:
+    """Cards of dictionary ``classes.size`` against ``against``, chosen by :func:`choose_cards`."""
+    size = classes.size
+    res = max_cosine_similarity(family.features(size), family.features(against))
+    mcs, nearest = res.values.numpy(), res.indices.numpy()
+    stats = feature_stats(family, size, classes.n_samples, seed)
+    chosen = choose_cards(classes, mcs, cutoff, seed)
+    cards = [build_card(family, stats, c.latent, c.label, mcs[c.latent], against, nearest[c.latent], c.rule)
+             for c in chosen]
+    per_class: dict[str, int] = {}
+    for c in chosen:
+        per_class[c.rule] = per_class.get(c.rule, 0) + 1
+    return CardSet(size, against, cards, selection_rule(seed=seed), per_class, language_model_view(family) is not None)
+
+
+# ------------------------------------------------------------------ the token-level proxy
+@dataclass
+class GroupSummary:
+    name: str
+    n: int  # features with a proxy value
+    mean: float | None
+    ci: tuple[float, float] | None  # percentile bootstrap interval of the mean (None: fewer than 2)
+
+
+@dataclass
+class ProxyComparison:
+    """The proxy (share of activation mass on the top-k token ids) of active low-MCS against active
+    high-MCS features of one dictionary."""
+
+    size: int
+    against: int
+    k: int
+    min_firings: int
+    low: GroupSummary
+    high: GroupSummary
+    diff: float | None  # mean(low) - mean(high)
+    diff_ci: tuple[float, float] | None
+    cliffs_delta: float | None  # P(low > high) - P(low < high), Cliff 1993
+    excluded: int  # active features left out for fewer than min_firings firings
+    has_tokens: bool = True
+    entropy_low: float | None = None  # mean entropy (bits) of the firing-token distribution
+    entropy_high: float | None = None
+
+
+def cliffs_delta(a: np.ndarray, b: np.ndarray) -> float:
+    """Cliff's delta, P(A > B) − P(A < B) over all pairs (Cliff 1993): −1 … 1, 0 when neither tends higher."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if not a.size or not b.size:
+        raise ValueError("Cliff's delta needs two non-empty samples")
+    diff = a[:, None] - b[None, :]
+    return float(((diff > 0).sum() - (diff < 0).sum()) / diff.size)
+
+
+def bootstrap_mean_ci(x: np.ndarray, n_boot: int = 2000, level: float = 0.95, seed: int = 0
+                      ) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of the mean (Efron & Tibshirani 1993); None with fewer than 2 values."""
+    x = np.asarray(x, float)
+    if x.size < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(1)
+    a = (1 - level) / 2
+    return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
+
+
+def bootstrap_diff_ci(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, level: float = 0.95, seed: int = 0
+                      ) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of mean(a) − mean(b), each sample resampled on its own; None unless
+    both have 2 or more values."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.size < 2 or b.size < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    d = (a[rng.integers(0, a.size, size=(n_boot, a.size))].mean(1)
+         - b[rng.integers(0, b.size, size=(n_boot, b.size))].mean(1))
+    q = (1 - level) / 2
+    return float(np.quantile(d, q)), float(np.quantile(d, 1 - q))
+
+
+def compare_proxy(share: np.ndarray, entropy: np.ndarray | None, counts: np.ndarray, active: np.ndarray,
+                  low: np.ndarray, size: int, against: int, k: int = TOP_K_TOKENS, min_firings: int = MIN_FIRINGS,
+                  seed: int = 0) -> ProxyComparison:
+    """Compare the proxy of active low-MCS and active high-MCS features that fired at least ``min_firings``
+    times: each group's mean with a bootstrap interval, the difference of means with its interval, and
+    Cliff's delta."""
+    share, counts, active, low = (np.asarray(v) for v in (share, counts, active, low))
+    enough = active & (counts >= min_firings)
+    groups = {}
+    for name, mask in (("low", enough & low), ("high", enough & ~low)):
+        vals = share[mask]
+        groups[name] = (vals, GroupSummary(name, int(vals.size), float(vals.mean()) if vals.size else None,
+                                           bootstrap_mean_ci(vals, seed=seed)))
+    (a, ga), (b, gb) = groups["low"], groups["high"]
+    both = a.size and b.size
+    ent = (None, None)
+    if entropy is not None:
+        entropy = np.asarray(entropy)
+        ent = tuple(float(entropy[enough & m].mean()) if (enough & m).any() else None for m in (low, ~low))
+    return ProxyComparison(size, against, k, min_firings, ga, gb, float(a.mean() - b.mean()) if both else None,
+                           bootstrap_diff_ci(a, b, seed=seed), cliffs_delta(a, b) if both else None,
+                           int((active & ~enough).sum()), True, *ent)
+
+
+def proxy_comparison(family: Family, classes: LatentClasses, against: int, cutoff: float, seed: int = 0
+                     ) -> ProxyComparison:
+    """:func:`compare_proxy` on dictionary ``classes.size`` against ``against`` (MCS below ``cutoff`` is low)."""
+    size = classes.size
+    mcs = max_cosine_similarity(family.features(size), family.features(against)).values.numpy()
+    stats = feature_stats(family, size, classes.n_samples, seed)
+    if stats.token_mass is None:
+        empty = GroupSummary("low", 0, None, None)
+        return ProxyComparison(size, against, TOP_K_TOKENS, MIN_FIRINGS, empty, GroupSummary("high", 0, None, None),
+                               None, None, None, 0, has_tokens=False)
+    return compare_proxy(stats.token_mass.top_share(), stats.token_mass.entropy(), stats.counts, classes.active,
+                         mcs < cutoff, size, against, seed=seed)
+
+
+def _group_text(g: GroupSummary, what: str) -> str:
+    if g.n == 1:
+        return f"the one {what} feature puts {g.mean:.0%}"
+    ci = f" (95% interval {g.ci[0]:.0%}–{g.ci[1]:.0%})" if g.ci is not None else ""
+    return f"the {g.n} {what} features put {g.mean:.0%} on average{ci}"
+
+
+def proxy_sentence(c: ProxyComparison) -> str:
+    """What the active low-MCS features fire on compared with high-MCS ones, in words, with the numbers."""
+    if not c.has_tokens:
+        return ("This build's source has no tokens (synthetic activations), so what its features fire on cannot "
+                "be read as text and no token-level comparison is made; a language-model build makes it.")
+    base = (f"Token specificity of the {c.size}-feature dictionary, as the share of a feature's activation mass "
+            f"on its {c.k} most-activating tokens (active features with at least {c.min_firings} firings on the "
+            "held-out sample")
+    base += f"; {c.excluded} active features with fewer are left out): " if c.excluded else "): "
+    if c.low.n == 0 and c.high.n == 0:
+        return base + "no active feature fired often enough to compare."
+    if c.low.n == 0:
+        return base + (_group_text(c.high, "high-MCS") + " of their mass there; no active low-MCS feature fired "
+                       "often enough to compare them with.")
+    if c.high.n == 0:
+        return base + (_group_text(c.low, "active low-MCS") + " of their mass there; no high-MCS feature fired "
+                       "often enough to compare them with.")
+    text = base + _group_text(c.low, "active low-MCS") + ", against " + _group_text(c.high, "high-MCS").replace(
+        "the ", "", 1) + ". "
+    delta = c.cliffs_delta if c.cliffs_delta is not None else 0.0
+    if c.diff_ci is None:
+        verdict = (f"With a single feature in a group there is no interval for the difference "
+                   f"({c.diff:+.0%}, Cliff's delta {delta:+.2f}), so no direction is claimed.")
+    elif c.diff_ci[0] > 0:
+        verdict = (f"Active low-MCS features are more token-specific: the difference is {c.diff:+.0%} "
+                   f"(95% interval {c.diff_ci[0]:+.0%} to {c.diff_ci[1]:+.0%}), Cliff's delta {delta:+.2f}.")
+    elif c.diff_ci[1] < 0:
+        verdict = (f"Active low-MCS features are less token-specific: the difference is {c.diff:+.0%} "
+                   f"(95% interval {c.diff_ci[0]:+.0%} to {c.diff_ci[1]:+.0%}), Cliff's delta {delta:+.2f}.")
+    else:
+        verdict = (f"The interval of the difference, {c.diff_ci[0]:+.0%} to {c.diff_ci[1]:+.0%} "
+                   f"({c.diff:+.0%}; Cliff's delta {delta:+.2f}), includes no difference: the two groups are "
+                   "about equally token-specific at this sample size.")
+    if c.entropy_low is not None and c.entropy_high is not None:
+        verdict += (f" The entropy of the tokens they fire on agrees in kind: {c.entropy_low:.2f} bits for the "
+                    f"low-MCS and {c.entropy_high:.2f} bits for the high-MCS features on average.")
+    return text + verdict
+
+
+# ------------------------------------------------------------------ top tokens of tree nodes (chapter 7)
+def node_top_tokens(family: Family, nodes: Iterable[tuple[int, int]], n_samples: int, k: int = 3,
+                    seed: int = 0) -> dict[tuple[int, int], list[tuple[str, float]]]:
+    """For each (size, latent) node: its ``k`` top token ids by activation mass on the held-out sample, as
+    (text, share of mass); empty for a source without tokens or a latent that never fires."""
+    view = language_model_view(family)
+    out: dict[tuple[int, int], list[tuple[str, float]]] = {}
+    for size, latent in nodes:
+        if view is None:
+            out[(size, latent)] = []
+            continue
+        mass = feature_stats(family, size, n_samples, seed).token_mass
+        out[(size, latent)] = [(view.vocab.label(t), s) for t, s in mass.top(latent, k)] if mass is not None else []
+    return out
+
+
+def with_top_tokens(lines: Sequence[str], family: Family, n_samples: int, k: int = 3) -> list[str]:
+    """Lines of :func:`sae_core.report.splitting.describe_subtree` (``size:latent ...``) with each node's top
+    tokens appended, e.g. ``1024:17 — ' the' 41%, ' a' 12%``; unchanged without tokens."""
+    import re
+
+    found = [(i, re.search(r"(\d+):(\d+)", line)) for i, line in enumerate(lines)]
+    nodes = {(int(m.group(1)), int(m.group(2))) for _, m in found if m}
+    tops = node_top_tokens(family, sorted(nodes), n_samples, k)
+    out = list(lines)
+    for i, m in found:
+        if m and tops.get((int(m.group(1)), int(m.group(2)))):
+            out[i] += " — " + ", ".join(f"'{t}' {s:.0%}" for t, s in tops[(int(m.group(1)), int(m.group(2)))])
+    return out
+
+
+# ------------------------------------------------------------------ where the browser goes
+BOOK_ROOT_ENV = "SAE_BOOK_ROOT"  # set by ``python -m sae_core.report`` to the book being built
+BROWSER_FOLDER = Path("book") / "_static" / "browser"  # copied into the built book by html_static_path
+BROWSER_HREF = "../../_static/browser"  # from a chapter page (book/executed/<chapter>.html)
+
+
+def browser_folder() -> Path:
+    """Where chapter 5 writes the browser pages: ``<book root>/book/_static/browser`` when the book is being
+    built (``$SAE_BOOK_ROOT``), else ``<cache>/browser`` (a notebook run outside a build)."""
+    root = os.environ.get(BOOK_ROOT_ENV)
+    return Path(root) / BROWSER_FOLDER if root else cache_root() / "browser"
