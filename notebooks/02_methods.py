@@ -88,14 +88,14 @@ mid_size = 4096  # the post: fewer than 25% of its features have MCS of 0.5 or m
 null_quantile = 0.99  # the high/low split is this quantile of the null for K (d_in) and M (the reference)
 n_heldout = 327680  # held-out activations on which firing is counted (all there are, if fewer)
 ground_truth = {}  # a source with true features beside a language model, e.g. {"source": "synthetic"}
-convergence_factor = 2  # the training-length check trains each family this many times longer (0 skips it)
+convergence_factor = 2  # the stopping rule's cap, as a power-of-two multiple of n_steps (0 skips the check)
 
 # %%
 from IPython.display import display
 from myst_nb import glue
 
 from sae_core import nulls, stats
-from sae_core.report import analysis, pipeline, plots
+from sae_core.report import analysis, pipeline, plots, training_length
 from sae_core.similarity import sampled_null_mcs
 
 # %% tags=["nbval-ignore-output"]
@@ -185,70 +185,42 @@ else:
 # ## How long the dictionaries train
 #
 # Every family of this book trains for the same number of steps, chosen so that the whole
-# book builds in minutes. To know whether that is long enough, the check below continues each
-# family for as many steps again (the longer run starts from the shorter one's final state,
-# which is exactly the first half of a run of twice the length) and recomputes the findings the
-# chapters draw. {glue:text}`convergence_intro`
+# book builds in minutes. A stopping rule checks that length. Each source's family is
+# continued to twice its steps, then four times, up to a cap. Each longer run starts from the
+# shorter one's final state, which is exactly the first part of the longer run. At every rung
+# the quantities the chapters quote are measured again on held-out activations. Training has
+# *settled* at $n$ steps when every quantity moves by less than 1 point between $n$ and $2n$
+# steps and the bimodality verdict holds. {glue:text}`convergence_intro`
 
 # %% tags=["nbval-ignore-output"]
-checked = []
+ladders = {}
 if convergence_factor >= 2 and family.params["source"] != "dictionaries":
     truth_family = pipeline.companion_family(family, ground_truth)
     labelled = [("language model" if family.params["source"] == "lm" else family.params["source"], family)]
     if truth_family is not None and truth_family is not family:
         labelled.append(("ground truth (synthetic)", truth_family))
-    checked = [(label, fam, analysis.longer_run(fam, convergence_factor)) for label, fam in labelled]
+    ladders = {label: training_length.ladder(fam, convergence_factor, small_size, mid_size, large_size, n_heldout,
+                                             null_q=null_quantile) for label, fam in labelled}
 
 # %%
-conv = []
-for label, fam, longer in checked:
-    c_small, c_large = analysis.compared_pair(fam, small_size, large_size)
-    below = [s for s in fam.sizes if s < c_large]
-    c_mid = mid_size if mid_size in below else below[-1]
-    pair = [analysis.convergence_row(f, label, c_small, c_mid, c_large, null_quantile, n_heldout) for f in (fam, longer)]
-    conv.append((label, c_small, c_mid, pair, *analysis.convergence_findings(*pair)))
-
-
-def share(x: float | None) -> str:
-    return "–" if x is None else f"{x:.1%}"
-
-
-if conv:
-    display(plots.table(
-        ["source", "steps", "high share (null cutoff) by size", "small: low share", "small: bimodal",
-         "small: low mode", "mid: MCS ≥ 0.5", "never fires by size", "mid: never-fires share of low", "largest: FVE"],
-        [[r.source, r.n_steps, ", ".join(f"{s}: {v:.0%}" for s, v in r.high_share.items()),
-          f"{r.low_share_small:.1%} ({c_small})", "yes" if r.bimodal_small else "no",
-          "–" if r.low_mode_small is None else f"{r.low_mode_small:.2f}", f"{r.high_post_mid:.1%} ({c_mid})",
-          ", ".join(f"{s}: {v:.0%}" for s, v in r.never_share.items()), share(r.low_never_share_mid),
-          f"{r.fve_large:.3f}"]
-         for _, c_small, c_mid, pair, *_ in conv for r in pair],
-    ))
+for label, result in ladders.items():
+    display(plots.table(*training_length.ladder_table(result, f"{label}: quantity")))
+if ladders:
+    fig = training_length.plot_ladders(ladders)
     glue("convergence_intro", (
-        f"Each family of this build trains for {n_steps:,} steps; the table gives each source's findings at "
-        f"{n_steps:,} and {n_steps * convergence_factor:,} steps."
+        f"Each family of this build trains for {n_steps:,} steps; the cap is {n_steps * convergence_factor:,}."
     ), display=False)
-    parts = []
-    for label, _, _, pair, findings, worst, what in conv:
-        changed = [f for f in findings if not f.same]
-        parts.append(
-            f"On the {label}, {'none' if not changed else len(changed)} of the {len(findings)} verdicts "
-            + ("changes" if len(changed) == 1 else "change")
-            + (f" ({'; '.join(f'{f.name}: {f.short} at {pair[0].n_steps:,} steps, {f.long} at {pair[1].n_steps:,}' for f in changed)})"
-               if changed else f" ({'; '.join(f.name for f in findings)})")
-            + f", and the largest change of a share is {worst:.1%} ({what})."
-        )
-    stable = all(f.same for *_, findings, _, _ in conv for f in findings)
-    glue("convergence_sentence", " ".join(parts) + (
-        f" The chapters' verdicts therefore do not depend on training beyond {n_steps:,} steps; the shares "
-        "move by the amounts stated." if stable else
-        f" The verdicts that change depend on the training length: the chapters report them at {n_steps:,} steps, "
-        "and a longer build (`SET=\"n_steps=...\"`) can settle them."
-    ), display=False)
+    glue("convergence_sentence", " ".join(training_length.settling_sentence(label, r, n_steps)
+                                          for label, r in ladders.items()), display=False)
 else:
     glue("convergence_intro", "This build skips the check (`convergence_factor` is 0, or the dictionaries were read "
          "from disk and cannot be trained further).", display=False)
     glue("convergence_sentence", "", display=False)
 
 # %% [markdown]
+# Each quantity against training steps, per source (a dotted line where training settled).
+# Left: the share of the small dictionary below the null cutoff and the mid size's shares
+# above the null cutoff and above 0.5. Middle: the latent classes of chapter 5 (never fires,
+# ultralow, unmoved) by size. Right: the fraction of variance explained on held-out data.
+#
 # {glue:text}`convergence_sentence`

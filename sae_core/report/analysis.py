@@ -334,44 +334,6 @@ def reconstruction_table(family: Family, n_samples: int = 327680, chunk: int = 4
 
 
 # ------------------------------------------------------------------ training length
-@dataclass
-class ConvergenceRow:
-    """The findings a chapter draws from one family, to compare the same settings at n and k·n steps."""
-
-    source: str
-    n_steps: int
-    against: int
-    high_share: dict[int, float]  # per smaller size: share at or above the null cutoff against ``against``
-    low_share_small: float  # the post's pair: share below the null cutoff
-    bimodal_small: bool
-    low_mode_small: float | None  # location of the low histogram mode (None: fewer than 10 low features)
-    high_post_mid: float  # share with MCS >= 0.5 at the mid size (the post: fewer than 25% at 4096)
-    never_share: dict[int, float]  # per size: latents that never fire on the held-out samples
-    low_never_share_mid: float | None  # never-fires share of the mid size's low part (None: no low part)
-    fve_large: float  # fraction of variance explained by the largest dictionary on held-out samples
-
-
-def convergence_row(family: Family, label: str, small: int, mid: int, large: int, null_q: float = 0.99,
-                    n_heldout: int = 327680) -> ConvergenceRow:
-    """The chapters' findings for ``family`` (``small`` and ``mid`` against ``large``)."""
-    cut = stats.null_cutoff(family.d_in, large, null_q)
-    values = {s: mcs_values(family, s, large) for s in family.sizes if s < large}
-    never = {s: heldout_fires(family, s, n_heldout) == 0 for s in family.sizes}
-    v_small, v_mid = values[small], values[mid]
-    low_mid = v_mid < cut
-    x = family.sample(min(n_heldout, FVE_SAMPLES))
-    with torch.no_grad():  # in chunks: [n_heldout, large] codes at once would be gigabytes
-        err = sum(float((xb - family.saes[large](xb)).pow(2).sum()) for xb in x.split(4096))
-    return ConvergenceRow(
-        label, int(family.params["n_steps"]), large, {s: float((v >= cut).mean()) for s, v in values.items()},
-        float((v_small < cut).mean()), stats.bimodality(v_small).bimodal,
-        float(stats.histogram_modes(v_small[v_small < cut], split=1.0)[0]) if (v_small < cut).sum() >= 10 else None,
-        float((v_mid >= stats.POST_CUTOFF).mean()), {s: float(d.mean()) for s, d in never.items()},
-        float(never[mid][low_mid].mean()) if low_mid.any() else None,
-        1 - err / float((x - x.mean(0)).pow(2).sum()),
-    )
-
-
 def longer_run(family: Family, factor: int, progress: bool = True) -> Family:
     """The same family trained ``factor`` times as many steps (continuing the cached run where it can)."""
     from sae_core.report.pipeline import ensure_family, family_params, merge_overrides
@@ -382,34 +344,34 @@ def longer_run(family: Family, factor: int, progress: bool = True) -> Family:
                          progress=progress)
 
 
-@dataclass
-class ConvergenceFinding:
-    name: str
-    short: str
-    long: str
-    same: bool
+def shared_targets(family: Family, size: int, against: int) -> int:
+    """How many features of ``size`` share their nearest feature of ``against`` with at least one other."""
+    nearest = max_cosine_similarity(family.features(size), family.features(against)).indices.numpy()
+    _, inverse, counts = np.unique(nearest, return_inverse=True, return_counts=True)
+    return int((counts[inverse] > 1).sum())
 
 
-def convergence_findings(short: ConvergenceRow, long: ConvergenceRow) -> tuple[list[ConvergenceFinding], float, str]:
-    """The verdicts the chapters draw, at n and k·n steps, and the largest change of any share
-    (in absolute terms) with what it is."""
-    def yes(flag: bool) -> str:
-        return "yes" if flag else "no"
+def companion_truth(truth_family: Family | None, small_size: int, large_size: int, null_q: float = 0.99,
+                    true_cos_threshold: float = 0.9, n_heldout: int = 327680) -> GroundTruth | None:
+    """The ground-truth check of a family with true features (a chapter's own, or the companion beside a
+    language model): the compared pair, its small side moved to a size with a low part if the requested
+    one has none (:func:`low_mode_size`), against the null cutoff. None without such a family."""
+    if truth_family is None:
+        return None
+    small, large = compared_pair(truth_family, small_size, large_size)
+    cut = stats.null_cutoff(truth_family.d_in, large, null_q)
+    small = low_mode_size(truth_family, small, large, cut)
+    return ground_truth(truth_family, small, large, cut, true_cos_threshold=true_cos_threshold,
+                        values=mcs_values(truth_family, small, large), n_heldout=n_heldout)
 
-    def mostly_never(row: ConvergenceRow) -> str:
-        return "no low part" if row.low_never_share_mid is None else yes(row.low_never_share_mid >= 0.5)
 
-    verdicts = [
-        (f"bimodal MCS of the small dictionary against {short.against}", yes(short.bimodal_small),
-         yes(long.bimodal_small)),
-        ("the post's fewer than 25% features with MCS ≥ 0.5 at the mid size", yes(short.high_post_mid < 0.25),
-         yes(long.high_post_mid < 0.25)),
-        ("most of the mid size's low features never fire", mostly_never(short), mostly_never(long)),
-    ]
-    findings = [ConvergenceFinding(n, a, b, a == b) for n, a, b in verdicts]
-    changes = {f"high share at {s}": abs(long.high_share[s] - short.high_share[s]) for s in short.high_share}
-    changes |= {f"never-fires share at {s}": abs(long.never_share[s] - short.never_share[s]) for s in short.never_share}
-    changes["low share of the small dictionary"] = abs(long.low_share_small - short.low_share_small)
-    changes["share with MCS ≥ 0.5 at the mid size"] = abs(long.high_post_mid - short.high_post_mid)
-    worst = max(changes, key=changes.get)
-    return findings, changes[worst], worst
+def lead_comparison(family: Family, small_size: int, large_size: int, null_q: float = 0.99, n_random: int = 4,
+                    alt_factor: int = 2, n_mc: int = 1000, seed: int = 0) -> tuple[int, NullComparison]:
+    """The random-null comparison a chapter leads with: the requested pair, its small side moved to the
+    size with the largest low part when the requested one has too few (:func:`low_mode_size`). Returns the
+    requested small size and the comparison (whose ``size`` is the one compared)."""
+    requested, large = compared_pair(family, small_size, large_size)
+    cut = stats.null_cutoff(family.d_in, large, null_q)
+    small = low_mode_size(family, requested, large, cut)
+    return requested, null_comparison(family, small, large, cut, n_random=n_random, alt_factor=alt_factor,
+                                      n_mc=n_mc, seed=seed)

@@ -111,30 +111,3 @@ def test_alpha_sentence_names_the_coefficients_and_the_gap():
     none = [_row("synthetic", 1e-3, False, 0.4, None)]
     assert "are not checked" in low_mode.alpha_sentence(none, 1024)
     assert low_mode.alpha_sentence([], 1024) == ""
-
-
-def test_convergence_check_continues_the_family_and_compares_findings(family):
-    longer = analysis.longer_run(family, 2, progress=False)
-    assert longer.params["n_steps"] == 2 * family.params["n_steps"] and longer.sizes == family.sizes
-    with pytest.raises(ValueError, match="at least 2"):
-        analysis.longer_run(family, 1)
-    short_row = analysis.convergence_row(family, "synthetic", 16, 32, 64, n_heldout=2048)
-    long_row = analysis.convergence_row(longer, "synthetic", 16, 32, 64, n_heldout=2048)
-    cut = low_mode.split_cutoff(family, 64)
-    v16 = analysis.mcs_values(family, 16, 64)
-    assert short_row.low_share_small == pytest.approx(float((v16 < cut).mean()))
-    assert short_row.high_share[16] == pytest.approx(float((v16 >= cut).mean()))
-    assert short_row.never_share[64] == pytest.approx(float((analysis.heldout_fires(family, 64, 2048) == 0).mean()))
-    x = family.sample(2048)
-    with torch.no_grad():
-        fve = 1 - float((x - family.saes[64](x)).pow(2).sum()) / float((x - x.mean(0)).pow(2).sum())
-    assert short_row.fve_large == pytest.approx(fve, rel=1e-5)
-    findings, worst, what = analysis.convergence_findings(short_row, long_row)
-    assert len(findings) == 3 and all(f.same == (f.short == f.long) for f in findings)
-    changes = [abs(long_row.high_share[s] - short_row.high_share[s]) for s in (16, 32)]
-    changes += [abs(long_row.never_share[s] - short_row.never_share[s]) for s in (16, 32, 64)]
-    changes += [abs(long_row.low_share_small - short_row.low_share_small),
-                abs(long_row.high_post_mid - short_row.high_post_mid)]
-    assert worst == pytest.approx(max(changes)) and isinstance(what, str)
-    same, worst_same, _ = analysis.convergence_findings(short_row, short_row)
-    assert all(f.same for f in same) and worst_same == 0
