@@ -86,15 +86,6 @@ def _pct(x: float | None) -> str:
     return "–" if x is None else f"{x:.1%}"
 
 
-def density_text(x: float | None) -> str:
-    """A firing density as text: percentages down to 0.1%, scientific notation below."""
-    if x is None:
-        return "–"
-    if x == 0:
-        return "0"
-    return f"{x:.1%}" if x >= 1e-3 else f"{x:.1e}"
-
-
 def verdict(r: LowByClass) -> str:
     """What the low part is, in a few words: the part of the answer the summary tables repeat. A latent
     "never trained" when its decoder row never left its random start (unmoved), whatever it fires on:

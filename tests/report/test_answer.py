@@ -67,11 +67,6 @@ def test_unfound_sentence_states_the_nulls():
     assert unscored.endswith("None fires often enough to score its reconstruction.")
 
 
-def test_density_text():
-    assert answer.density_text(None) == "–" and answer.density_text(0) == "0"
-    assert answer.density_text(0.0234) == "2.3%" and answer.density_text(6.1e-5) == "6.1e-05"
-
-
 def test_low_by_class_counts_match_the_classes(family):
     cut = stats.null_cutoff(8, 64)
     r = answer.low_by_class(family, 32, 64, cut, 2048, 1e-2, "synthetic")
