@@ -131,7 +131,8 @@ class SparseAutoencoder(nn.Module):
     Initialisation, from ``torch.Generator().manual_seed(cfg.seed)`` (same seed, same weights):
 
     * ``init="transposed"`` (default, the replication's): decoder rows drawn from a standard
-      normal and scaled to unit norm, ``W_enc = W_dec^T * min(1, d_in / d_sae)``, ``b_enc = 0``.
+      normal and scaled to unit norm, ``W_enc = W_dec^T * min(1, d_in / d_sae)`` (TopK:
+      ``W_enc = W_dec^T``, Gao et al. 2024), ``b_enc = 0``.
     * ``init="post"`` (HoagyC/sparse_coding ``FunctionalSAE.init``, 2023): encoder and decoder
       drawn independently, each Xavier-uniform (Glorot & Bengio 2010),
       ``U(-a, a)`` with ``a = sqrt(6 / (d_in + d_sae))``, the encoder first, both in that
@@ -163,8 +164,11 @@ class SparseAutoencoder(nn.Module):
             # The encoder starts as the decoder's transpose (each latent fires on the direction
             # it writes), scaled by d_in/d_sae: for random unit rows sum_j ReLU(<w_j, x>) w_j is
             # about (d_sae / 2 d_in) x, so wide dictionaries would otherwise start by
-            # reconstructing x many times over. The two are trained independently afterwards.
-            self.W_enc = nn.Parameter(w_dec.t() * min(1.0, cfg.d_in / cfg.d_sae))  # [d_in, d_sae]
+            # reconstructing x many times over. A TopK code has only k active latents, so TopK
+            # starts from the exact transpose, as Gao et al. (2024, appendix A.1) do. The two are
+            # trained independently afterwards.
+            scale = 1.0 if cfg.activation == "topk" else min(1.0, cfg.d_in / cfg.d_sae)
+            self.W_enc = nn.Parameter(w_dec.t() * scale)  # [d_in, d_sae]
         self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae))  # [d_sae]
         self.b_dec = nn.Parameter(torch.zeros(cfg.d_in), requires_grad=cfg.use_b_dec)  # [d_in]
         if cfg.activation == "jumprelu":

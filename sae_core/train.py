@@ -4,6 +4,16 @@ Every batch goes to every dictionary, so the family differs only in ``d_sae`` an
 initialisation seed. Defaults follow the MCS replication: Adam, lr 1e-3, batch 256,
 ``loss = MSE + 1e-3 * L1``, decoder rows renormalised after each step.
 
+``activation="topk"`` trains TopK dictionaries with the AuxK loss instead (Gao et al. 2024,
+"Scaling and evaluating sparse autoencoders", arXiv:2406.04093, section 2.4 and appendix A.2)::
+
+    f     = TopK_k(ReLU(z)),  x̂ = f W_dec,  e = x - x̂ (no gradient through e)
+    h     = TopK_{k_aux}(ReLU(z) restricted to the dead latents),  ê = h W_dec
+    loss  = mean((x̂ - x)^2) + aux_coeff * sum_b ||e_b - ê_b||^2 / sum_b ||e_b - ē||^2
+
+with ē the batch mean of e (their ``normalized_mse``), "dead" meaning not fired in the last
+``dead_window`` steps, this one included, and no L1 term.
+
 Checkpoints (``checkpoint/`` under ``out_dir``: safetensors + JSON, no pickles) hold
 the weights, the Adam moments, the dead-latent counters and the history. Batches are
 addressed by step number (``source.batch(step, batch_size)``), so a resumed run sees
@@ -71,6 +81,16 @@ class TrainConfig:
     checkpoint_every: int = 500  # write a resumable checkpoint every this many steps (0: never)
     seed: int = 0  # SAE initialisation seeds are derived from this and d_sae
     init: str = "transposed"  # SAE initialisation: "transposed" (ours) or "post" (the 2023 code), see SAEConfig
+    # Architecture: "relu" (MSE + L1, the replication) or "topk" (TopK with AuxK, Gao et al. 2024,
+    # arXiv:2406.04093; l1_coeff is then unused and the encoder starts as the decoder's exact transpose)
+    activation: str = "relu"
+    k: int | dict[int, int] | None = None  # TopK: active latents per input, one k or {d_sae: k} per size
+    # AuxK (Gao et al. 2024, section 2.4 and appendix A.2): the top aux_k dead latents reconstruct the
+    # residual e = x - x̂; loss += aux_coeff * ||e - ê||² / ||e - ē||². Their defaults: k_aux = d_model / 2
+    # (None here means d_in // 2) and aux_coeff = 1/32. Their dead window is 10M tokens; ours is
+    # dead_window steps (400 × 256 = 102,400 tokens by default), since our runs see 300k tokens in all.
+    aux_k: int | None = None
+    aux_coeff: float = 1 / 32
     fused: bool = True  # one hand-written step for the whole family where it applies (same mathematics)
     # The fused step runs sparse (over the active entries of the codes only) while fewer than this
     # share of the batch's (sample, latent) entries are active; 0 keeps it dense. Same mathematics up
@@ -95,6 +115,34 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be positive, got {getattr(self, name)}")
         if self.lr <= 0 or self.l1_coeff < 0:
             raise ValueError("need lr > 0 and l1_coeff >= 0")
+        if self.activation not in ("relu", "topk"):
+            raise ValueError(f"TrainConfig.activation must be 'relu' or 'topk', got {self.activation!r}")
+        if self.activation == "topk":
+            if self.k is None:
+                raise ValueError("TrainConfig(activation='topk') needs k (an int, or {size: k} for every size)")
+            if isinstance(self.k, dict) and set(self.k) != set(self.sizes):
+                raise ValueError(f"TrainConfig.k gives sizes {sorted(self.k)}, but the family has {sorted(self.sizes)}")
+            for size in self.sizes:
+                k = self.k_for(size)
+                if not isinstance(k, int) or isinstance(k, bool) or not 0 < k <= size:
+                    raise ValueError(f"TrainConfig.k for size {size} must be an integer in 1..{size}, got {k!r}")
+            if self.aux_k is not None and self.aux_k <= 0:
+                raise ValueError(f"TrainConfig.aux_k must be positive (or None for d_in // 2), got {self.aux_k}")
+            if self.aux_coeff < 0:
+                raise ValueError(f"TrainConfig.aux_coeff must be >= 0, got {self.aux_coeff}")
+            if self.resample_every:
+                raise ValueError("TopK dictionaries revive dead latents with AuxK, not resampling: "
+                                 "set resample_every=0 with activation='topk'")
+        elif self.k is not None:
+            raise ValueError(f"TrainConfig.k is only used by activation='topk', not {self.activation!r}")
+
+    def k_for(self, size: int) -> int | None:
+        """The TopK k of dictionary ``size`` (None for ReLU)."""
+        return self.k.get(size) if isinstance(self.k, dict) else self.k
+
+    def aux_k_for(self, d_in: int, size: int) -> int:
+        """k_aux for a dictionary of ``size`` latents reading ``d_in``-wide activations (at most ``size``)."""
+        return min(size, self.aux_k if self.aux_k is not None else max(1, d_in // 2))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -138,11 +186,13 @@ LATENT_STATS_FILE = "latent_stats.safetensors"  # per-latent firing record, writ
 
 
 def _sae_config(cfg: TrainConfig, d_in: int, size: int, provenance: dict[str, Any]) -> SAEConfig:
+    topk = cfg.activation == "topk"
     return SAEConfig(
-        d_in=d_in, d_sae=size, l1_coeff=cfg.l1_coeff, use_b_dec=cfg.use_b_dec,
+        d_in=d_in, d_sae=size, l1_coeff=0.0 if topk else cfg.l1_coeff, use_b_dec=cfg.use_b_dec,
         seed=sae_seed(cfg.seed, size), provenance=provenance, init=cfg.init,
         # the 2023 code normalised decoder rows inside the forward pass; ours after each step
         decoder_norm="in_forward" if cfg.init == "post" else "after_step",
+        activation=cfg.activation, k=cfg.k_for(size),
     )
 
 
@@ -160,13 +210,16 @@ def _make_family(cfg: TrainConfig, d_in: int, provenance: dict[str, Any], device
 
 def uses_fused_step(cfg: TrainConfig, members: dict[int, _Member]) -> bool:
     """The fused step covers ReLU SAEs without decoder bias whose decoder rows are normalised after
-    the step (ours) or inside the forward pass (``init="post"``), the same way for the whole family.
-    Anything else trains on the plain per-SAE autograd step."""
+    the step (ours) or inside the forward pass (``init="post"``), the same way for the whole family,
+    and TopK (+AuxK) SAEs without decoder bias normalised after the step. Anything else trains on the
+    plain per-SAE autograd step."""
     if not cfg.fused:
         return False
     norms = {m.sae.cfg.decoder_norm for m in members.values()}
-    return len(norms) == 1 and all(not m.sae.cfg.use_b_dec and m.sae.cfg.activation == "relu"
-                                   for m in members.values())
+    acts = {m.sae.cfg.activation for m in members.values()}
+    if len(norms) != 1 or len(acts) != 1 or any(m.sae.cfg.use_b_dec for m in members.values()):
+        return False
+    return acts == {"relu"} or (acts == {"topk"} and norms == {"after_step"})
 
 
 # Intra-op threads (None: torch's setting) for the sparse step's gathers, sorts and scatters, and for
@@ -224,9 +277,15 @@ class _FusedFamily:
     elementwise and every SAE has taken the same number of steps).
     """
 
-    def __init__(self, members: dict[int, _Member], lr: float, l1_coeff: float, sparse_below: float = 0.0) -> None:
+    def __init__(self, members: dict[int, _Member], lr: float, l1_coeff: float, sparse_below: float = 0.0,
+                 aux_k: dict[int, int] | None = None, aux_coeff: float = 1 / 32, dead_window: int = 400) -> None:
         self.sizes = list(members)
         self.in_forward = next(iter(members.values())).sae.cfg.decoder_norm == "in_forward"
+        # TopK: {size: k}, and AuxK's {size: k_aux}, coefficient and dead window (see _topk_grads)
+        self.topk = ({s: m.sae.cfg.k for s, m in members.items()}
+                     if next(iter(members.values())).sae.cfg.activation == "topk" else None)
+        self.aux_k = aux_k or {s: 0 for s in self.sizes}
+        self.aux_coeff, self.dead_window = aux_coeff, dead_window
         self.offsets = dict(zip(self.sizes, itertools.accumulate([0, *self.sizes[:-1]]), strict=True))
         saes = [m.sae for m in members.values()]
         self.W_encT = torch.nn.Parameter(torch.cat([s.W_enc.detach().t() for s in saes]).contiguous())  # [S, d]
@@ -267,14 +326,26 @@ class _FusedFamily:
         return self.latents(name, state[slot], size)
 
     @torch.no_grad()
-    def step(self, x: torch.Tensor, want_parts: bool) -> tuple[torch.Tensor, dict[int, dict[str, float]]]:
+    def step(self, x: torch.Tensor, want_parts: bool, since: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, dict[int, dict[str, float]]]:
         """One optimizer step on batch x [B, d]; returns which latents fired on any sample [S]
-        and, if asked, per-size losses."""
+        and, if asked, per-size losses. ``since`` [S]: steps since each latent last fired, before
+        this step (TopK's AuxK needs it to know the dead latents; None: none is dead)."""
         if self.in_forward:
             norms = self.W_dec.norm(dim=1, keepdim=True).clamp_min(IN_FORWARD_EPS)  # [S, 1]
             w_dec = self.W_dec / norms  # Ŵ [S, d]
         else:
             w_dec = self.W_dec.detach()  # a Parameter would send embedding_bag down its autograd path
+        if self.topk is not None:
+            z = torch.addmm(self.b_enc, x, self.W_encT.t())  # [B, S]
+            with _threads(SPARSE_THREADS):
+                fired, grad_dec, parts = self._topk_grads(x, z, w_dec, since, want_parts)
+            self.sparse, self.density = True, sum(self.topk.values()) / z.shape[1]
+            self.W_dec.grad = grad_dec
+            with _threads(UPDATE_THREADS):
+                self.opt.step()
+                self.W_dec.data /= self.W_dec.data.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            return fired, parts
         f = torch.addmm(self.b_enc, x, self.W_encT.t()).relu_()  # [B, S]
         active = f > 0
         flat = None
@@ -370,11 +441,75 @@ class _FusedFamily:
         self.b_enc.grad = torch.bincount(latent, weights=dpre, minlength=n_latents).to(x.dtype)
         return counts > 0, grad_dec, parts
 
+    def _topk_grads(self, x: torch.Tensor, z: torch.Tensor, w_dec: torch.Tensor, since: torch.Tensor | None,
+                    want_parts: bool) -> tuple[torch.Tensor, torch.Tensor, dict[int, dict[str, float]]]:
+        """TopK + AuxK gradients over the selected entries alone (every code is at most k-sparse).
+
+        Per size J with pre-activations z_J [B, J]: the top k entries of each row, values
+        a = ReLU(z) there; x̂ = sum a_bj ŵ_j; g = 2 (x̂ - x) / (B d). Then at each selected (b, j):
+        dz_bj = (g_b · ŵ_j) 1[a_bj > 0], dŴ_j += a_bj g_b, dW_encᵀ_j += dz_bj x_b, db_enc_j += dz_bj.
+        AuxK: among the dead latents (not fired in ``dead_window`` steps, this one included) the top
+        k_aux of each row of z_J, values h = ReLU(z); ê = sum h_bj ŵ_j; with e = x - x̂ and
+        D = sum_b ||e_b - ē||², g_aux = aux_coeff · 2 (ê - e) / D enters the same sums at those entries.
+        A dead latent did not fire this step, so the two sets of entries are disjoint."""
+        b, d = x.shape
+        grad_enc, grad_b, grad_dec = (torch.zeros_like(t) for t in (self.W_encT, self.b_enc, self.W_dec))
+        fired = torch.zeros(z.shape[1], dtype=torch.bool, device=z.device)
+        parts = {}
+        for size in self.sizes:
+            blk = self.block(size)
+            z_j, w_j = z[:, blk], w_dec[blk]
+            vals, idx = z_j.topk(self.topk[size], dim=1)  # [B, k]
+            vals = vals.relu_()
+            fired_j = fired[blk]
+            fired_j[idx[vals > 0]] = True
+            x_hat = _bag_decode(idx, vals, w_j)
+            err = x_hat - x
+            g = err * (2.0 / (b * d))
+            enc_j, b_j, dec_j = grad_enc[blk], grad_b[blk], grad_dec[blk]
+            _scatter_grads(idx, vals, g, x, w_j, enc_j, b_j, dec_j)
+            aux = 0.0
+            if since is not None and self.aux_k[size] and self.aux_coeff:
+                dead = (since[blk] + 1 >= self.dead_window) & ~fired_j
+                if bool(dead.any()):
+                    h, hidx = z_j.masked_fill(~dead, 0.0).topk(self.aux_k[size], dim=1)
+                    h = h.relu_()
+                    e = -err  # x - x̂, a constant target
+                    denom = (e - e.mean(0)).pow(2).sum()
+                    if float(denom) > 0:
+                        diff = _bag_decode(hidx, h, w_j) - e
+                        aux = float(diff.pow(2).sum() / denom) if want_parts else 0.0
+                        _scatter_grads(hidx, h, diff * (2.0 * self.aux_coeff / denom), x, w_j, enc_j, b_j, dec_j)
+            if want_parts:
+                mse = float(err.pow(2).mean())
+                parts[size] = {"loss": mse + self.aux_coeff * aux, "mse": mse, "l1": float(vals.sum(1).mean()),
+                               "l0": float((vals > 0).sum(1).float().mean()), "aux": aux}
+        self.W_encT.grad, self.b_enc.grad = grad_enc, grad_b
+        return fired, grad_dec, parts
+
     def write_back(self, members: dict[int, _Member]) -> None:
         """Copy the trained slices into each dictionary's own module."""
         for size, m in members.items():
             for name in PARAM_NAMES:
                 getattr(m.sae, name).data.copy_(self.view(name, size))
+
+
+def _bag_decode(idx: torch.Tensor, vals: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """x̂_b = sum_i vals[b, i] w[idx[b, i]]: idx, vals [B, k], w [J, d] -> [B, d]."""
+    return F.embedding_bag(idx, w, mode="sum", per_sample_weights=vals)
+
+
+def _scatter_grads(idx: torch.Tensor, vals: torch.Tensor, g: torch.Tensor, x: torch.Tensor, w: torch.Tensor,
+                   grad_enc: torch.Tensor, grad_b: torch.Tensor, grad_dec: torch.Tensor) -> None:
+    """Add the gradients of sum_b g_b · x̂_b, x̂_b = sum_i vals[b, i] w[idx[b, i]], vals = ReLU(z) at
+    idx, into the latent-major gradients (in place): dw_j += vals_bi g_b, dz_bi = (g_b · w_j) 1[vals > 0],
+    dW_encᵀ_j += dz_bi x_b, db_enc_j += dz_bi, for j = idx[b, i]."""
+    b, k = idx.shape
+    flat = idx.reshape(-1)
+    dz = torch.einsum("bkd,bd->bk", w[idx], g).mul_(vals > 0)  # [B, k]
+    grad_dec.index_add_(0, flat, (vals.unsqueeze(2) * g.unsqueeze(1)).reshape(b * k, -1))
+    grad_enc.index_add_(0, flat, (dz.unsqueeze(2) * x.unsqueeze(1)).reshape(b * k, -1))
+    grad_b.index_add_(0, flat, dz.reshape(-1))
 
 
 # ------------------------------------------------------------------ optimizer state by size
@@ -585,17 +720,50 @@ def _record_firing(m: _Member, fired: torch.Tensor, step: int) -> None:
     m.last_fired = torch.where(fired, step, m.last_fired)
 
 
-def _plain_step(m: _Member, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-    """Today's per-SAE step: autograd through ``SparseAutoencoder.loss``, Adam, renormalise."""
-    loss, parts = m.sae.loss(x)
+def topk_aux_loss(sae: SparseAutoencoder, x: torch.Tensor, dead: torch.Tensor, aux_k: int, aux_coeff: float
+                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """TopK + AuxK loss by autograd (the module docstring's formula): the MSE of ``sae``'s TopK
+    reconstruction plus ``aux_coeff`` times the normalised error of the top ``aux_k`` latents among
+    ``dead`` [d_sae] reconstructing e = x - x̂ (detached; Gao et al.'s ``normalized_mse``, 0 when e
+    does not vary over the batch)."""
+    z = sae.pre_activations(x)
+    f = sae.encode(x)
+    x_hat = sae.decode(f)
+    mse = (x_hat - x).pow(2).mean()
+    aux = torch.zeros((), device=x.device)
+    if bool(dead.any()) and aux_k and aux_coeff:
+        top = z.masked_fill(~dead, 0.0).topk(min(aux_k, z.shape[1]), dim=1)
+        h = torch.zeros_like(z).scatter(1, top.indices, top.values.relu())
+        e = (x - x_hat).detach()
+        denom = (e - e.mean(0)).pow(2).sum()
+        if float(denom) > 0:
+            aux = (h @ sae.decoder_rows - e).pow(2).sum() / denom
+    loss = mse + aux_coeff * aux
+    return loss, {"loss": loss.detach(), "mse": mse.detach(), "l1": f.sum(-1).mean().detach(), "f": f.detach(),
+                  "aux": aux.detach()}
+
+
+def _plain_step(m: _Member, x: torch.Tensor, cfg: TrainConfig | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Today's per-SAE step: autograd through ``SparseAutoencoder.loss`` (TopK: :func:`topk_aux_loss`),
+    Adam, renormalise."""
+    if m.sae.cfg.activation == "topk" and cfg is not None:
+        with torch.no_grad():
+            fired = (m.sae.encode(x) > 0).any(dim=0)
+        dead = (m.steps_since_fired + 1 >= cfg.dead_window) & ~fired
+        loss, parts = topk_aux_loss(m.sae, x, dead, cfg.aux_k_for(m.sae.cfg.d_in, m.sae.cfg.d_sae), cfg.aux_coeff)
+    else:
+        loss, parts = m.sae.loss(x)
     m.opt.zero_grad(set_to_none=True)
     loss.backward()
     m.opt.step()
     if getattr(m.sae.cfg, "decoder_norm", "after_step") == "after_step":
         m.sae.normalize_decoder()
     f = parts["f"]
-    return f, {"loss": float(parts["loss"]), "mse": float(parts["mse"]), "l1": float(parts["l1"]),
-               "l0": float((f > 0).sum(1).float().mean())}
+    out = {"loss": float(parts["loss"]), "mse": float(parts["mse"]), "l1": float(parts["l1"]),
+           "l0": float((f > 0).sum(1).float().mean())}
+    if "aux" in parts:
+        out["aux"] = float(parts["aux"])
+    return f, out
 
 
 def latent_stats(members: dict[int, _Member], n_steps: int, cfg: TrainConfig, d_in: int
@@ -665,7 +833,8 @@ def train_family(
     if uses_fused_step(cfg, members):
         for m in members.values():
             m.opt = None
-        fused = _FusedFamily(members, cfg.lr, cfg.l1_coeff, cfg.sparse_below)
+        aux_k = {s: cfg.aux_k_for(d_in, s) for s in cfg.sizes} if cfg.activation == "topk" else None
+        fused = _FusedFamily(members, cfg.lr, cfg.l1_coeff, cfg.sparse_below, aux_k, cfg.aux_coeff, cfg.dead_window)
     history: list[dict[str, float]] = []
     start = 0
     out = Path(out_dir) if out_dir is not None else None
@@ -682,7 +851,11 @@ def train_family(
             x = x * scale
         log = (step + 1) % cfg.log_every == 0 or step + 1 == cfg.n_steps
         if fused is not None:
-            fired_all, fused_parts = fused.step(x, want_parts=log)
+            if fused.topk is not None:  # AuxK needs the steps since each latent fired
+                since = torch.cat([m.steps_since_fired for m in members.values()])
+                fired_all, fused_parts = fused.step(x, want_parts=log, since=since)
+            else:
+                fired_all, fused_parts = fused.step(x, want_parts=log)
         # no resampling in the last half-interval: a resampled latent needs steps to learn
         resample = (cfg.resample_every and (step + 1) % cfg.resample_every == 0
                     and cfg.n_steps - (step + 1) >= cfg.resample_every // 2)
@@ -691,7 +864,7 @@ def train_family(
             if fused is not None:
                 fired, parts = fired_all[fused.block(size)], fused_parts.get(size)
             else:
-                f, parts = _plain_step(m, x)
+                f, parts = _plain_step(m, x, cfg)
                 fired = (f > 0).any(dim=0)
             _record_firing(m, fired, step + 1)
             if resample and bool((m.steps_since_fired >= cfg.dead_window).any()):
