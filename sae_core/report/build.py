@@ -31,6 +31,7 @@ CHAPTERS = (
     "00_abstract", "01_introduction", "02_methods", "03_bimodality", "04_random_nulls", "05_low_mode",
     "06_cross_dictionary", "07_feature_splitting", "08_conclusions", "09_appendix_geometry",
 )
+LANDING = CHAPTERS[0]  # the abstract: the book's first page, without a parameters table
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book/references.md", "book/references.bib", "book/_static/report.css")
 
 
@@ -108,7 +109,7 @@ def execute_chapters(profile: dict[str, Any], out_dir: Path, chapters: tuple[str
                                        log_output=True)
         finally:
             source.unlink(missing_ok=True)
-        dress_for_reading(out_dir / f"{ch}.ipynb", params)
+        dress_for_reading(out_dir / f"{ch}.ipynb", params, parameter_table=ch != LANDING)
         timings[ch] = time.perf_counter() - start
         log(f"[report] {ch}: {timings[ch]:.1f} s")
     return timings
@@ -131,12 +132,13 @@ def shows_something(cell) -> bool:
     return False
 
 
-def dress_for_reading(path: Path, injected: dict[str, Any]) -> None:
+def dress_for_reading(path: Path, injected: dict[str, Any], parameter_table: bool = True) -> None:
     """Make an executed chapter read as a paper: the parameters cells (the defaults and papermill's
     injected values) are removed and replaced by one folded table of the values this build used,
     and every other code cell's input is folded behind a toggle (Jupyter Book's ``hide-input``) when the
     cell shows something (a table, a figure it glues) or removed from the page (``remove-input``: it stays
-    in the source) when it only sets up or glues text, so set-up does not stack toggles on the page."""
+    in the source) when it only sets up or glues text, so set-up does not stack toggles on the page.
+    ``parameter_table=False`` (the abstract) removes the parameters cells without putting the table there."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
@@ -156,7 +158,7 @@ def dress_for_reading(path: Path, injected: dict[str, Any]) -> None:
             where = i
         elif "hide-input" not in tags and "remove-cell" not in tags and "remove-input" not in tags:
             tags.append("hide-input" if shows_something(cell) else "remove-input")
-    if where is None or not values:
+    if where is None or not values or not parameter_table:
         nbformat.write(nb, path)
         return
     rows = "\n".join(f"| `{k}` | `{v}` | {'profile' if k in injected else 'chapter default'} |"

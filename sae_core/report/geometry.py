@@ -105,3 +105,13 @@ def token_hubs(family: Family, n: int = 1024, top: int = 5, seed: int = 0) -> To
 
     return TokenHubs(n, len(set(near_random.tolist())), len(set(near_learned.tolist())), top_tokens(near_random),
                      top_tokens(near_learned), int(wte.shape[0]))
+
+
+def hub_table(hubs: TokenHubs) -> tuple[list[str], list[list[object]]]:
+    """The nearest tokens of random directions and of learned features, for ``plots.table``."""
+    def top(pairs: list[tuple[str, int]]) -> str:
+        return ", ".join(f"{t} ({c})" for t, c in pairs)
+
+    return (["directions", "distinct nearest tokens", "most frequent nearest tokens (count)"],
+            [["random", hubs.distinct_random, top(hubs.top_random)],
+             ["learned", hubs.distinct_learned, top(hubs.top_learned)]])

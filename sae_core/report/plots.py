@@ -236,16 +236,19 @@ def gpt_curve(evals: list[dict[str, float]]) -> plt.Figure:
 
 
 def decoder_pca(pca) -> plt.Figure:
-    """``geometry.DecoderPCA``: rows coloured by dictionary size (left) and by high or low MCS (right)."""
+    """``geometry.DecoderPCA``: rows coloured by dictionary size (left) and by high or low MCS against the
+    largest dictionary (right), whose own rows are drawn grey as the reference."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharex=True, sharey=True)
     sizes = sorted(set(pca.size.tolist()))
     palette = sns.color_palette("viridis", len(sizes))
     for color, size in zip(palette, sizes, strict=True):
         keep = pca.size == size
         axes[0].scatter(*pca.coords[keep].T, s=2, alpha=0.5, color=color, label=str(size), linewidths=0)
-    for flag, color, label in ((True, "C0", "high MCS"), (False, "C3", "low MCS")):
-        keep = pca.high == flag
-        axes[1].scatter(*pca.coords[keep].T, s=2, alpha=0.5, color=color, label=label, linewidths=0)
+    reference = pca.size == sizes[-1]  # the largest dictionary: its MCS against itself is 1, neither high nor low
+    for keep, color, label, alpha in ((reference, "0.6", f"reference ({sizes[-1]})", 0.2),
+                                      (pca.high & ~reference, "C0", "high MCS (null cutoff)", 0.5),
+                                      (~pca.high & ~reference, "C3", "low MCS (null cutoff)", 0.5)):
+        axes[1].scatter(*pca.coords[keep].T, s=2, alpha=alpha, color=color, label=label, linewidths=0)
     for ax in axes:
         ax.set_xlabel(f"PC 1 ({pca.explained[0]:.1%})")
         ax.legend(fontsize=7, markerscale=4)
