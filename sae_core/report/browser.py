@@ -7,7 +7,8 @@ top ``N_CONTEXTS`` activating contexts (``WIDTH`` tokens either side, the firing
 rows of a Neuronpedia or SAEDashboard feature list in one file.
 
 The page is plain HTML with one small script that hides the rows a reader filters out (by class, by
-MCS part, by text in the tokens, by the latent's index). It needs no server and no network: opened
+MCS part, by text in the tokens, or a number: the latent's index); a link can set the filters in its fragment,
+``lm_1024.html#class=active&mcs=low&text=the``. It needs no server and no network: opened
 as a file it works as it does inside the built book, where chapter 5 writes it into
 ``book/_static/browser/`` (Sphinx's ``html_static_path`` copies it into the HTML).
 """
@@ -91,12 +92,16 @@ PAGE_SCRIPT = """
     var c = cls.value, p = part.value, q = text.value.trim().toLowerCase(), n = 0;
     rows.forEach(function(r){
       var ok = (!c || r.dataset.firing === c) && (!p || r.dataset.mcs === p) &&
-               (!q || r.dataset.latent === q || r.textContent.toLowerCase().indexOf(q) >= 0);
+               (!q || (/^[0-9]+$/.test(q) ? r.dataset.latent === q : r.textContent.toLowerCase().indexOf(q) >= 0));
       r.hidden = !ok; if (ok) n++;
     });
     shown.textContent = n;
   }
   [cls, part, text].forEach(function(el){ el.addEventListener('input', apply); el.addEventListener('change', apply); });
+  var given = new URLSearchParams(location.hash.slice(1));  // e.g. #class=active&mcs=low&text=the
+  if (given.has('class')) cls.value = given.get('class');
+  if (given.has('mcs')) part.value = given.get('mcs');
+  if (given.has('text')) text.value = given.get('text');
   apply();
 })();
 """
