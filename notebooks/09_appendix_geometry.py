@@ -13,9 +13,11 @@
 #
 # Two views of where the features lie. First, the decoder rows of every dictionary size in
 # one principal-component plane, coloured by size and by whether the feature recurs in the
-# largest dictionary. Second, a thread around the post found that random directions, read
-# through a language model's token embedding, land on a few "hub" tokens; if learned features
-# are more than random directions, they should point at many more distinct tokens.
+# largest dictionary. Second, the discussion around the June 2023 post by
+# {cite:t}`mcs_post_2023` ([“Sparse Autoencoder features are bimodal”](https://www.lesswrong.com/posts/8BEJKhgFekvoNEtHv/research-update-sparse-autoencoder-features-are-bimodal)) found that
+# random directions, read through a language model's token embedding, land on a few "hub"
+# tokens. If learned features are more than random directions, they should point at many more
+# distinct tokens.
 
 # %%
 # %% tags=["parameters"]
@@ -36,11 +38,8 @@ null_quantile = 0.99  # high: MCS against the largest dictionary at or above thi
 n_directions = 1024  # random directions and learned features read through the token embedding
 
 # %%
-from IPython.display import display
-from myst_nb import glue
-
 from sae_core import stats
-from sae_core.report import geometry, pipeline, plots
+from sae_core.report import geometry, pipeline, plots, sentences
 
 # %% tags=["nbval-ignore-output"]
 family = pipeline.ensure_family(pipeline.family_params(globals()))
@@ -50,19 +49,16 @@ large = family.sizes[-1]
 cut = stats.null_cutoff(family.d_in, large, null_quantile)
 pca = geometry.decoder_pca(family, cut)
 plots.glue_figure("fig_pca", plots.decoder_pca(pca))
-glue("pca_sentence", (
-    f"The two components hold {pca.explained[0]:.1%} and {pca.explained[1]:.1%} of the variance of the "
-    f"{len(pca.size):,} unit decoder rows of sizes {', '.join(map(str, family.sizes))}; high means MCS against the "
-    f"{large}-feature dictionary at or above {cut:.3f}, and {int((~pca.high).sum()):,} rows are low."
-), display=False)
+sentences.glue_all({"pca_sentence": sentences.pca_sentence(pca, family.sizes, large, cut)})
 
 # %% [markdown]
 # ```{glue:figure} fig_pca
 # :name: fig-pca
 #
 # Every decoder row of every size projected on the first two principal components of all of
-# them together: coloured by dictionary size (left) and by high or low MCS against the largest
-# dictionary (right).
+# them together. Left: coloured by dictionary size. Right: coloured by high or low MCS
+# against the largest dictionary (null cutoff); the largest dictionary's own rows are grey,
+# the reference.
 # ```
 #
 # {glue:text}`pca_sentence`
@@ -73,20 +69,8 @@ glue("pca_sentence", (
 hubs = geometry.token_hubs(family, n=n_directions, seed=seed)
 
 # %%
-if hubs is None:
-    glue("hub_sentence", "This build's activations do not come from the replication GPT trained here, so there is "
-         "no token embedding to read directions through.", display=False)
-else:
-    display(plots.table(["directions", "distinct nearest tokens", "most frequent nearest tokens (count)"],
-                        [["random", hubs.distinct_random, ", ".join(f"{t} ({c})" for t, c in hubs.top_random)],
-                         ["learned", hubs.distinct_learned, ", ".join(f"{t} ({c})" for t, c in hubs.top_learned)]]))
-    glue("hub_sentence", (
-        f"Read through the model's output projection and token embedding ({hubs.vocab:,} tokens), {hubs.n} random "
-        f"directions point at {hubs.distinct_random} distinct nearest tokens, and {hubs.n} learned features of the "
-        f"{large}-feature dictionary at {hubs.distinct_learned}: learned features "
-        + ("spread over more tokens than random directions." if hubs.distinct_learned > hubs.distinct_random else
-           "do not spread over more tokens than random directions.")
-    ), display=False)
+sentences.glue_all({"hub_sentence": sentences.hub_sentence(hubs, large)})
+plots.table(*geometry.hub_table(hubs)) if hubs is not None else None
 
 # %% [markdown]
 # {glue:text}`hub_sentence`

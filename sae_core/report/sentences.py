@@ -83,8 +83,8 @@ def training_sentence(sizes: Sequence[int], d_in: int, n_steps: int | None, batc
             f"activations of width {d_in}. Training took {n_steps:,} steps of Adam with L1 coefficient {l1_coeff:g}.")
     if finite(silent_share) and window:
         text += (f" At the end, {silent_share:.1%} of the largest dictionary's latents were silent in the last "
-                 f"{window} training steps. This is a training diagnostic: the book's classes of latents are "
-                 "measured on held-out data (chapter 5).")
+                 f"{min(window, n_steps)} training steps. This is a training diagnostic: the book's classes of "
+                 "latents are measured on held-out data (chapter 5).")
     return text
 
 
@@ -269,7 +269,8 @@ def cross_verdict(corr, triple: Sequence[int]) -> str:
         return (f"not measurably ({what}): {corr.n} feature{'s' if corr.n != 1 else ''} cannot give an interval "
                 f"for Pearson's r ({corr.pearson:.2f}).")
     z, half = math.atanh(max(min(corr.pearson, 1 - 1e-12), -1 + 1e-12)), 1.96 / math.sqrt(corr.n - 3)
-    low_r, high_r = round(math.tanh(z - half), 2), round(math.tanh(z + half), 2)  # the verdict reads the shown ends
+    # the verdict reads the ends as printed (+ 0.0: never "-0.00")
+    low_r, high_r = round(math.tanh(z - half), 2) + 0.0, round(math.tanh(z + half), 2) + 0.0
     strength = "strongly" if low_r >= 0.5 else "moderately" if low_r >= 0.2 else "weakly or not"
     spearman = f"Spearman {corr.spearman:.2f}" if finite(corr.spearman) else "Spearman undefined"
     return (f"{strength} ({what}: Pearson {corr.pearson:.2f}, 95% interval {low_r:.2f}–{high_r:.2f}; {spearman}; "

@@ -168,3 +168,64 @@ def test_book_runs_on_dictionaries_read_from_other_layouts(dictionaries_book):
     assert "without a model and site" in low  # the chapter says why the firing parts are missing
     intro = (dictionaries_book / "book" / "executed" / "01_introduction.html").read_text()
     assert "3 dictionaries read from disk" in intro
+
+
+def page_paragraphs(page: Path) -> list[str]:
+    """The visible paragraphs of a built page as a reader sees them: each <p> of the article (list items and
+    figure captions included), code cells dropped, tags stripped, whitespace collapsed."""
+    import html as html_lib
+
+    text = page.read_text()
+    main = text[text.find("<main"):text.find("</main>")] if "<main" in text else text
+    main = re.sub(r'<div class="cell_input.*?</div>\s*</div>', " ", main, flags=re.S)
+    main = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", main, flags=re.S)
+    paragraphs = (html_lib.unescape(re.sub(r"<[^>]+>", " ", p)) for p in re.findall(r"<p\b[^>]*>(.*?)</p>", main, re.S))
+    return [" ".join(p.split()) for p in paragraphs if p.strip()]
+
+
+def repeated_paragraphs(pages: dict[str, list[str]], min_words: int = 40) -> dict[str, list[str]]:
+    """{paragraph: pages} for each paragraph of ``min_words`` words or more found on two pages or more."""
+    seen: dict[str, set[str]] = {}
+    for name, paragraphs in pages.items():
+        for p in paragraphs:
+            if len(p.split()) >= min_words:
+                seen.setdefault(p, set()).add(name)
+    return {p: sorted(names) for p, names in seen.items() if len(names) > 1}
+
+
+def test_the_paragraph_reader_and_the_repeat_check(tmp_path):
+    page = tmp_path / "a.html"
+    page.write_text('<main><div class="cell_input docutils"><div><p>code</p></div>\n</div>'
+                    "<p>One <strong>two</strong>\n three &amp; four.</p><li><p>item</p></li></main>")
+    assert page_paragraphs(page) == ["One two three & four.", "item"]
+    long = " ".join(["word"] * 40)
+    assert repeated_paragraphs({"a": [long, "short"], "b": [long, "short"]}) == {long: ["a", "b"]}
+    assert repeated_paragraphs({"a": [long[:-5]], "b": [long[:-5]]}) == {}  # 39 words: allowed
+
+
+@pytest.mark.parametrize("which", ["smoke", "smoke-lm"])
+def test_no_paragraph_of_40_words_or_more_appears_on_two_pages(which, request):
+    """One sentence, one place: a long paragraph is written once and the other pages point to it."""
+    html = request.getfixturevalue("smoke_book" if which == "smoke" else "smoke_lm_book")
+    pages = {chapter: page_paragraphs(html / "book" / "executed" / f"{chapter}.html") for chapter in report.CHAPTERS}
+    repeats = repeated_paragraphs(pages)
+    assert not repeats, "\n".join(f"{names}: {p[:160]}..." for p, names in repeats.items())
+
+
+def test_the_abstract_has_no_parameters_table_and_chapters_do(smoke_book):
+    """The landing page reads as an abstract: no "Parameters of this build" dropdown; a chapter keeps its table."""
+    executed = smoke_book / "book" / "executed"
+    assert "Parameters of this build" not in (executed / "00_abstract.html").read_text()
+    assert "Parameters of this build" in (executed / "03_bimodality.html").read_text()
+
+
+def test_language_model_book_shows_feature_cards_and_contains_the_browser(smoke_lm_book):
+    """Chapter 5 shows feature cards with a highlighted firing token and links the feature browser, which
+    the build copies into the HTML (book/_static/browser -> _static/browser)."""
+    chapter = smoke_lm_book / "book" / "executed" / "05_low_mode.html"
+    page = chapter.read_text()
+    assert '<span class="fc-fire">' in page and 'class="fc-card"' in page
+    href = re.search(r'href="([^"]*_static/browser/lm_\d+\.html)"', page).group(1)
+    browser_page = (chapter.parent / href).resolve()
+    assert browser_page.is_file() and browser_page.is_relative_to(smoke_lm_book.resolve())
+    assert 'id="f-class"' in browser_page.read_text() and "<mark>" in browser_page.read_text()

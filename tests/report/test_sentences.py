@@ -45,6 +45,7 @@ def test_training_sentence_without_a_record_and_without_silent_share():
     text = no_nan(s.training_sentence([64, 128], 32, 150, 128, 1e-3, float("nan"), 50))
     assert "19,200 activations" in text and "silent" not in text
     assert "12.5% of the largest" in s.training_sentence([64, 128], 32, 150, 128, 1e-3, 0.125, 50)
+    assert "in the last 150 training steps" in s.training_sentence([64], 32, 150, 128, 1e-3, 0.0, 400)  # not 400
 
 
 def test_evaluation_sentences_quote_the_tables_l0_and_handle_no_activations():
@@ -178,6 +179,8 @@ def test_cross_verdict_on_its_boundaries():
     below = s.cross_verdict(SimpleNamespace(pearson=r_with_lower_end(0.49), spearman=0.5, n=n), (64, 128, 256))
     assert below.startswith("moderately") and "interval 0.49–" in below
     assert s.cross_verdict(SimpleNamespace(pearson=0.0, spearman=0.0, n=n), (64, 128, 256)).startswith("weakly")
+    near_zero = s.cross_verdict(SimpleNamespace(pearson=r_with_lower_end(-0.001), spearman=0.1, n=n), (1, 2, 4))
+    assert "interval 0.00–" in near_zero and "-0.00" not in near_zero
 
 
 def test_cross_verdict_constant_and_tiny_samples():
