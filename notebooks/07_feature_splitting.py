@@ -75,11 +75,9 @@ plots.table(*sentences.splitting_counts_table(rows))
 # Solid lines use the post's cutoff 0.5; dashed lines the null cutoff {glue:text}`null_cut:.3f`.
 # ```
 #
-# From {glue:text}`first_size` to {glue:text}`last_size` features, high-MCS features (0.5)
-# went from {glue:text}`high_first` to {glue:text}`high_last`, and low ones from
-# {glue:text}`low_first` to {glue:text}`low_last`. The high share (0.5) went from
-# {glue:text}`frac_high_first:.1%` to {glue:text}`frac_high_last:.1%`; with the null cutoff,
-# from {glue:text}`frac_null_first:.1%` to {glue:text}`frac_null_last:.1%`.
+# With the post's cutoff 0.5, from {glue:text}`first_size` to {glue:text}`last_size` features,
+# high-MCS features went from {glue:text}`high_first` to {glue:text}`high_last` and their share
+# from {glue:text}`frac_high_first:.1%` to {glue:text}`frac_high_last:.1%`.
 #
 # **Verdict on the post's claim:** {glue:text}`splitting_verdict`
 #
@@ -90,9 +88,8 @@ plots.table(*sentences.splitting_counts_table(rows))
 active = splitting.active_latents(family, n_heldout) if family.has_activations else None
 
 # %%
-active_rows = splitting.active_high_low(family, large, active, null_quantile) if active is not None else []
-sentences.glue_all({"active_count_sentence": splitting.active_count_sentence(active_rows) if active is not None else
-                    "These dictionaries have no activations to classify their latents by, so there is no such count."})
+active_rows, active_sentence = chapter.active_counts(family, large, active, null_quantile)
+sentences.glue_all({"active_count_sentence": active_sentence})
 plots.table(*chapter.active_table(active_rows)) if active_rows else None
 
 # %% [markdown]
@@ -126,14 +123,10 @@ settings = chapter.TreeSettings(large, n_heldout, tree_tokens, tree_threshold, t
 own = chapter.trees_beside_baselines(family, settings, active)
 
 # %%
-sentences.glue_all({"tree_threshold": tree_threshold, "tree_min_cofire": tree_min_cofire,
-                    "tree_permutations": tree_permutations, "second_seed": second_seed,
-                    **chapter.tree_text(own, settings)})
-plots.table(*splitting.statistics_table(own.rows, own.depth))
-
-# %%
+sentences.glue_all(chapter.tree_text(own, settings))
 plots.glue_figure("fig_trees", plots.tree_levels(own.tree.summaries if own.tree is not None else []))
-plots.table(*splitting.twins_table(own.tree)) if own.tree is not None else None
+display(plots.table(*splitting.statistics_table(own.rows, own.depth)),
+        *([plots.table(*splitting.twins_table(own.tree))] if own.tree is not None else []))
 
 # %% [markdown]
 # {glue:text}`baseline_sentence`
@@ -173,9 +166,8 @@ sentences.glue_all({"truth_tree_where": chapter.truth_where(truth_family, family
 plots.glue_figure("fig_pr", split_plots.precision_recall(curve))
 plots.glue_figure("fig_baselines", split_plots.edges_against_baselines(
     [("trees of this build's source", own.rows), ("ground-truth source", truth.rows if truth is not own else [])]))
-shown = truth if truth.validated else own
-examples = splitting.example_subtrees(shown.tree, shown.perm) if shown.tree is not None else []
-plots.glue_figure("fig_subtrees", split_plots.subtrees(shown.tree, examples))
+shown, examples = chapter.examples(truth, own)
+plots.glue_figure("fig_subtrees", split_plots.subtrees(shown, examples))
 sentences.glue_all({"examples_sentence": splitting.examples_sentence(examples)})
 plots.table(*splitting.recovery_table(truth.tree if truth.validated else None))
 
@@ -188,9 +180,7 @@ plots.table(*splitting.recovery_table(truth.tree if truth.validated else None))
 # {glue:text}`truth_baseline_sentence`
 
 # %%
-display(plots.table(*splitting.statistics_table(truth.rows if truth is not own else [], truth.depth if truth is not
-                                                own else None, empty="the ground truth's trees are this build's own")),
-        plots.table(*splitting.validation_table(truth.tree if truth.validated else None)))
+display(*(plots.table(*t) for t in chapter.companion_tables(truth, own)))
 
 # %% [markdown]
 # {glue:text}`truth_tree_sentence`

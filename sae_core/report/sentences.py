@@ -178,9 +178,10 @@ def truth_verdict(truth) -> str:
         text = (f"For the {size}-feature dictionary against {large}, high-MCS features were {more} often true "
                 f"features than low-MCS ones. {high_t:.1%} of {truth.n_high} high-MCS features lay within cosine "
                 f"{truth.true_cos_threshold:g} of a true feature, against {low_t:.1%} of {truth.n_low} low-MCS ones.")
-    for never, n, side in ((truth.high_never, truth.n_high, "high"), (truth.low_never, truth.n_low, "low")):
-        if never is not None:
-            text += f" {never:.1%} of the {n} {side}-MCS features never fired on held-out data."
+    parts = [f"{never:.1%} of the {n} {side}-MCS features" for never, n, side in
+             ((truth.high_never, truth.n_high, "high"), (truth.low_never, truth.n_low, "low")) if never is not None]
+    if parts:
+        text += f" On held-out data, {' and '.join(parts)} never fired."
     return text
 
 
@@ -477,8 +478,8 @@ def cross_table(triples: Sequence[Sequence[int]], results: Sequence, base: str =
 
 def splitting_counts_table(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[object]]]:
     """Chapter 7's counts per size with both cutoffs."""
-    return (["size", "high (0.5)", "low (0.5)", "high share (0.5)", "high (null)", "low (null)",
-             "high share (null)"],
+    return (["size", "high (0.5)", "low (0.5)", "high share (0.5)", "high (null cutoff)", "low (null cutoff)",
+             "high share (null cutoff)"],
             [[r["size"], r["high_post"], r["low_post"], pct(r["frac_high_post"]), r["high_null"], r["low_null"],
               pct(r["frac_high_null"])] for r in rows])
 

@@ -646,7 +646,7 @@ def active_count_sentence(rows: Sequence[Mapping[str, float]]) -> str:
                "so over active latents the count rises but the share does not fall" if more else
                "so over active latents the count of high-MCS features does not rise")
     return (f"Over active latents only (against the {first['n_reference_active']} active latents of the reference), "
-            f"the number of high-MCS features (0.5) goes from {first['high_post']} of {first['n_active']} at "
+            f"the number of high-MCS features (0.5) went from {first['high_post']} of {first['n_active']} at "
             f"{first['size']} to {last['high_post']} of {last['n_active']} at {last['size']}, a share from "
             f"{pct(first['frac_high_post'])} to {pct(last['frac_high_post'])}, {verdict}.")
 
@@ -657,7 +657,7 @@ def tree_sentence(report: TreeReport) -> str:
         return "The family has a single size, so there is no rung to build a tree across."
     first, last = report.summaries[0], report.summaries[-1]
     return (f"From {first['small']} → {first['large']} to {last['small']} → {last['large']}, the share of active "
-            f"small latents with more than one child goes from {pct(first['share_children_many'])} to "
+            f"small latents with more than one child went from {pct(first['share_children_many'])} to "
             f"{pct(last['share_children_many'])}, and the share of large latents with more than one parent (merges) "
             f"from {pct(first['share_merges'])} to {pct(last['share_merges'])}.")
 
@@ -738,7 +738,7 @@ def truth_sentence(report: TreeReport) -> str:
     splits = sum(v.counts["split"] for v in report.validation)
     unrelated = sum(v.counts["unrelated"] + v.counts["sibling"] + v.counts["absorbed"] for v in report.validation)
     identified = splits + unrelated + sum(v.counts["same"] for v in report.validation)
-    first = (f"Of the {fs.parents.size} true parents, a child first appears as a learned feature at a median size of "
+    first = (f"Of the {fs.parents.size} true parents, a child first appeared as a learned feature at a median size of "
              f"{int(np.median(split_sizes))} ({never} never within the ladder)." if split_sizes.size else
              f"None of the {fs.parents.size} true parents has a child learned as a feature within the ladder.")
     if identified == 0:

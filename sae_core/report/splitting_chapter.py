@@ -71,13 +71,15 @@ def trees_beside_baselines(family: Family | None, settings: TreeSettings,
 
 
 def tree_text(trees: Trees, settings: TreeSettings) -> dict[str, Any]:
-    """The glued names of the trees' section: sizes of the seed baseline, latents excluded, the trees against
-    their baselines, the shares of splits and merges, twins."""
+    """The glued names of the trees' section: the rule's settings, sizes of the seed baseline, latents excluded,
+    the trees against their baselines, the shares of splits and merges, twins."""
+    rule = {"tree_threshold": settings.threshold, "tree_min_cofire": settings.min_cofire,
+            "tree_permutations": settings.n_permutations, "second_seed": settings.second_seed}
     if trees.tree is None:
-        return {"tree_tokens": settings.n_tokens, "seed_sizes": splitting.seed_sizes_text(None),
+        return {**rule, "tree_tokens": settings.n_tokens, "seed_sizes": splitting.seed_sizes_text(None),
                 "excluded_sentence": "These dictionaries were read without activations, so no tree is built.",
                 "baseline_sentence": "", "tree_sentence": NO_ACTIVATIONS, "twins_sentence": ""}
-    return {"tree_tokens": trees.tree.n_tokens, "seed_sizes": splitting.seed_sizes_text(trees.seed),
+    return {**rule, "tree_tokens": trees.tree.n_tokens, "seed_sizes": splitting.seed_sizes_text(trees.seed),
             "excluded_sentence": splitting.excluded_sentence(trees.tree, settings.n_heldout),
             "baseline_sentence": splitting.baseline_sentence(trees.rows, trees.depth),
             "tree_sentence": splitting.tree_sentence(trees.tree),
@@ -121,6 +123,34 @@ def truth_text(truth: Trees, own: Trees, settings: TreeSettings,
 def threshold_curve(truth: Trees, settings: TreeSettings) -> list[splitting.CurvePoint] | None:
     return splitting.threshold_curve(truth.tree, truth.perm, truth.seed, settings.thresholds) if truth.validated \
         else None
+
+
+def examples(truth: Trees, own: Trees) -> tuple[splitting.TreeReport | None, list[splitting.Example]]:
+    """The tree the example subtrees are drawn from (the ground truth's when it can be checked, else the
+    family's own) and the examples, one per class of outcome."""
+    shown = truth if truth.validated else own
+    if shown.tree is None:
+        return None, []
+    return shown.tree, splitting.example_subtrees(shown.tree, shown.perm)
+
+
+def companion_tables(truth: Trees, own: Trees) -> list[tuple[list[str], list[list[object]]]]:
+    """The ground truth's statistics beside their baselines (unless they are the family's own, above) and the
+    validation of its edges against the true hierarchy."""
+    beside = truth.tree is not own.tree
+    return [splitting.statistics_table(truth.rows if beside else [], truth.depth if beside else None,
+                                       empty="the ground truth's trees are this build's own, above"),
+            splitting.validation_table(truth.tree if truth.validated else None)]
+
+
+def active_counts(family: Family, large: int, active: Mapping[int, np.ndarray] | None,
+                  null_q: float = 0.99) -> tuple[list[dict[str, float]], str]:
+    """The post's counts over active latents (:func:`splitting.active_high_low`) and their sentence; without
+    activations no rows, and a sentence that says why."""
+    if active is None:
+        return [], "These dictionaries have no activations to classify their latents by, so there is no such count."
+    rows = splitting.active_high_low(family, large, active, null_q)
+    return rows, splitting.active_count_sentence(rows)
 
 
 def active_table(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[object]]]:

@@ -102,7 +102,7 @@ def test_truth_verdict_edge_cases():
     no_low = no_nan(s.truth_verdict(truth(n_low=0, low_matching_true=None, low_never=None)))
     assert "lay above the null cutoff" in no_low and "could not be compared" in no_low
     all_dead = s.truth_verdict(truth(low_never=1.0, high_never=1.0))
-    assert "100.0% of the 28 low-MCS features never fired" in all_dead
+    assert "100.0% of the 100 high-MCS features and 100.0% of the 28 low-MCS features never fired" in all_dead
 
 
 def test_truth_where():

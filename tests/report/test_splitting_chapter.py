@@ -24,6 +24,12 @@ def test_without_activations_every_sentence_says_why():
     truth = no_nan(chapter.truth_text(none, none, settings, None))
     assert "no true hierarchy" in truth["recovery_sentence"] and truth["truth_baseline_sentence"] == ""
     assert chapter.threshold_curve(none, settings) is None
+    assert chapter.examples(none, none) == (None, [])
+    stats_table, validation = chapter.companion_tables(none, none)
+    assert "this build's own" in str(stats_table[1]) and "no ground truth" in str(validation[1])
+    rows, sentence = chapter.active_counts(None, 64, None)
+    assert rows == [] and "no activations" in sentence
+    assert text["tree_threshold"] == settings.threshold and text["second_seed"] == settings.second_seed
 
 
 def test_where_the_truth_is_checked():
@@ -52,6 +58,10 @@ def test_trees_beside_baselines_on_a_tiny_family(family):
     assert text["seed_sizes"] == "16" and text["tree_tokens"] == own.tree.n_tokens
     curve = chapter.threshold_curve(own, settings)
     assert own.validated and [p.threshold for p in curve] == [0.4, 0.6]
+    shown, examples = chapter.examples(own, own)
+    assert shown is own.tree and examples
+    rows, sentence = chapter.active_counts(family, large, chapter.splitting.active_latents(family, 2048))
+    assert len(rows) == len(family.sizes) - 1 and "nan" not in sentence
     truth = no_nan(chapter.truth_text(own, own, settings, curve))
     assert truth["truth_baseline_sentence"] == ""  # the family is its own ground truth: no second paragraph
     rows = analysis.splitting_table(family, large)
