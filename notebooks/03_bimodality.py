@@ -77,7 +77,7 @@ plots.table(*sentences.bimodality_table(rows))
 #
 # {glue:text}`pair_sentence`
 #
-# {glue:text}`frac_high_null:.1%` of its features lay at or above the null cutoff
+# {glue:text}`frac_high_null:.1%` of the pair's features lay at or above the null cutoff
 # {glue:text}`null_cut:.3f`. That cutoff is the {glue:text}`null_q` quantile of the MCS of
 # random directions for K = {glue:text}`d`, M = {glue:text}`large`; the null's mode is
 # {glue:text}`null_mode:.3f`. With the post's cutoff 0.5, {glue:text}`frac_high:.1%` were high.

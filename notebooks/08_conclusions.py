@@ -43,14 +43,19 @@ family = pipeline.ensure_family(pipeline.family_params(globals()))
 truth_family = pipeline.companion_family(family, ground_truth)
 
 # %%
+small, large = analysis.compared_pair(family, small_size, large_size)
 truth = analysis.companion_truth(truth_family, small_size, large_size, null_quantile)
 sentences.glue_all({
+    "pair": f"{small} vs {large}", "large": large,
     "truth_sentence": sentences.truth_sentence(truth),
     "differs": sentences.differs_sentence(family.params, gpt_report(family.params["lm"]) if "lm" in family.params
                                           and family.params["source"] == "lm" else None),
 })
 
 # %% [markdown]
+# The post's pair of sizes was 1024 against 8192; this build compared {glue:text}`pair`,
+# with the {glue:text}`large`-feature dictionary as the reference.
+#
 # 1. **The MCS distribution is bimodal** ([chapter 3](03_bimodality.ipynb)).
 #    {glue:text}`03_bimodality.ipynb::bimodal_verdict:s`
 # 2. **The low mode is what random dictionaries give** ([chapter 4](04_random_nulls.ipynb)).
