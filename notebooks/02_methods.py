@@ -94,32 +94,16 @@ convergence_factor = 2  # the stopping rule's cap, as a power-of-two multiple of
 from IPython.display import display
 from myst_nb import glue
 
-from sae_core import nulls, stats
-from sae_core.report import analysis, pipeline, plots, training_length
-from sae_core.similarity import sampled_null_mcs
+from sae_core.report import methods, pipeline, plots, training_length
 
 # %% tags=["nbval-ignore-output"]
 family = pipeline.ensure_family(pipeline.family_params(globals()))
 
 # %%
-K = family.d_in
-N, M = analysis.compared_pair(family, small_size, large_size)
-sampled = sampled_null_mcs(N, M, K, seed=seed).numpy()
-emd = stats.wasserstein1_to_null(sampled, K, M)
-glue("K", K, display=False)
-glue("M", M, display=False)
-glue("N", N, display=False)
-glue("null_mean", nulls.mcs_null_mean(K, M), display=False)
-glue("null_q99", stats.null_cutoff(K, M, 0.99), display=False)
-glue("sampled_mean", float(sampled.mean()), display=False)
-glue("null_emd", emd, display=False)
-chance = stats.truncated_null_test(sampled, K, M, 1.0, n_mc=200, seed=seed)  # cutoff 1: the whole null
-glue("emd_expected", chance.expected, display=False)
-glue("emd_spread", chance.spread, display=False)
-glue("emd_p", chance.p_text, display=False)
-glue("null_mode", nulls.mcs_null_mode(K, M), display=False)
-fig = plots.overlaid_histograms({f"random {N} vs {M}": sampled}, f"Random dictionaries, K = {K}", null=(K, M))
-plots.glue_figure("fig_null", fig)
+check = methods.null_check(family, small_size, large_size, seed)
+for name, value in check.glues().items():
+    glue(name, value, display=False)
+plots.glue_figure("fig_null", check.figure())
 
 # %% [markdown]
 # ```{glue:figure} fig_null
@@ -145,33 +129,9 @@ plots.glue_figure("fig_null", fig)
 # {glue:text}`lm_intro`
 
 # %%
-gpt = None
-if "lm" in family.params:
-    from sae_core.sources.lm_source import gpt_report
-
-    gpt = gpt_report(family.params["lm"])
-if gpt is None:
-    glue("lm_intro", "This build's activations do not come from the replication GPT trained here"
-         + (" (they come from a hub or local model, described in the introduction)." if "lm" in family.params
-            else "; the post's own setting runs with `make book PROFILE=replication` (see the README)."),
-         display=False)
-    plots.glue_figure("fig_gpt", plots.gpt_curve([]))
-else:
-    c, t = gpt["config"], gpt["train_config"]
-    glue("lm_intro", (
-        f"The activations come from the replication model trained here on {family.params['lm']['corpus']}: "
-        f"{c['n_layer']} layers, residual width {c['n_embd']}, {c['n_head']} heads of {c['n_embd'] // c['n_head']}, "
-        f"MLP width {c['n_inner']} (nanoGPT's block), {gpt['parameters']:,} parameters. Its byte-level BPE tokenizer "
-        f"has {c['vocab_size']:,} tokens and is trained on the same corpus ({gpt['corpus_tokens']:,} tokens, of which "
-        f"{gpt['val_tokens']:,} are held out). It saw {gpt['train_tokens']:,} training tokens ({t['steps']} steps of "
-        f"{t['batch_size']} rows of {c['context']} tokens) and reached a validation loss of {gpt['val_loss']:.3f} "
-        "nats per token. The post's model had the same shape but was trained for about 9 hours on 4 RTX 3090s on "
-        "OpenWebText with the GPT-2 tokenizer (50,257 tokens) to a loss of 5.13; losses under different tokenizers "
-        "are not comparable token for token, and the post does not state how many tokens its model saw. The SAEs read the "
-        "hidden layer of "
-        f"its MLP in block 2 ({family.params['lm']['site']}, width {family.d_in}), as the post did."
-    ), display=False)
-    plots.glue_figure("fig_gpt", plots.gpt_curve(gpt["evals"]))
+intro, evals = methods.lm_intro(family)
+glue("lm_intro", intro, display=False)
+plots.glue_figure("fig_gpt", plots.gpt_curve(evals))
 
 # %% [markdown]
 # ```{glue:figure} fig_gpt
@@ -193,29 +153,17 @@ else:
 # steps and the bimodality verdict holds. {glue:text}`convergence_intro`
 
 # %% tags=["nbval-ignore-output"]
-ladders = {}
-if convergence_factor >= 2 and family.params["source"] != "dictionaries":
-    truth_family = pipeline.companion_family(family, ground_truth)
-    labelled = [("language model" if family.params["source"] == "lm" else family.params["source"], family)]
-    if truth_family is not None and truth_family is not family:
-        labelled.append(("ground truth (synthetic)", truth_family))
-    ladders = {label: training_length.ladder(fam, convergence_factor, small_size, mid_size, large_size, n_heldout,
-                                             null_q=null_quantile) for label, fam in labelled}
+ladders = methods.ladders(family, ground_truth, convergence_factor, small_size, mid_size, large_size, n_heldout,
+                          null_quantile)
 
 # %%
 for label, result in ladders.items():
     display(plots.table(*training_length.ladder_table(result, f"{label}: quantity")))
+glue("convergence_intro", methods.ladder_intro(n_steps, convergence_factor, bool(ladders)), display=False)
+glue("convergence_sentence", " ".join(training_length.settling_sentence(label, r, n_steps)
+                                      for label, r in ladders.items()), display=False)
 if ladders:
     fig = training_length.plot_ladders(ladders)
-    glue("convergence_intro", (
-        f"Each family of this build trains for {n_steps:,} steps; the cap is {n_steps * convergence_factor:,}."
-    ), display=False)
-    glue("convergence_sentence", " ".join(training_length.settling_sentence(label, r, n_steps)
-                                          for label, r in ladders.items()), display=False)
-else:
-    glue("convergence_intro", "This build skips the check (`convergence_factor` is 0, or the dictionaries were read "
-         "from disk and cannot be trained further).", display=False)
-    glue("convergence_sentence", "", display=False)
 
 # %% [markdown]
 # Each quantity against training steps, per source (a dotted line where training settled).
