@@ -29,7 +29,7 @@ NOTEBOOKS = REPO_ROOT / "notebooks"
 PROFILES = NOTEBOOKS / "profiles"
 CHAPTERS = (
     "00_abstract", "01_introduction", "02_methods", "03_bimodality", "04_random_nulls", "05_low_mode",
-    "06_cross_dictionary", "07_feature_splitting", "08_conclusions", "09_appendix_geometry",
+    "05b_architectures", "06_cross_dictionary", "07_feature_splitting", "08_conclusions", "09_appendix_geometry",
 )
 LANDING = CHAPTERS[0]  # the abstract: the book's first page, without a parameters table
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book/references.md", "book/references.bib", "book/_static/report.css")

@@ -35,7 +35,7 @@ from sae_core.train import CHECKPOINT_DIR, FAMILY_FILE, TrainConfig, family_is_c
 TRAIN_KEYS = ("sizes", "n_steps", "batch_size", "lr", "l1_coeff", "seed", "resample_every", "use_b_dec", "init")
 # Added later, and part of a family's parameters only when not at their defaults, so that the
 # keys of families cached before they existed stay valid.
-OPTIONAL_TRAIN_KEYS = ("normalize_activations", "resample_pool")
+OPTIONAL_TRAIN_KEYS = ("normalize_activations", "resample_pool", "activation", "k", "aux_k", "aux_coeff", "dead_window")
 FAMILY_KEYS = ("source", *TRAIN_KEYS, *OPTIONAL_TRAIN_KEYS, "synthetic", "lm")
 
 
@@ -58,6 +58,8 @@ def family_params(namespace: Mapping[str, Any]) -> dict[str, Any]:
     for key in OPTIONAL_TRAIN_KEYS:
         if key in params and params[key] == defaults[key]:
             del params[key]
+    if isinstance(params.get("k"), Mapping):  # TopK's k per size: {size: k}, sizes as integers, in order
+        params["k"] = {int(s): int(v) for s, v in sorted(params["k"].items(), key=lambda kv: int(kv[0]))}
     # resampling draws from a pool (issue 18): a resampling family keys its pool size, so no cache of the
     # old batch-drawn resampling is reused; without resampling the pool changes nothing and stays out
     if params["resample_every"]:
@@ -108,6 +110,8 @@ def family_key(params: Mapping[str, Any]) -> str:
 def train_config(params: Mapping[str, Any], progress: bool = True) -> TrainConfig:
     kwargs = {k: params[k] for k in (*TRAIN_KEYS, *OPTIONAL_TRAIN_KEYS) if k in params}
     kwargs["sizes"] = tuple(kwargs["sizes"])
+    if isinstance(kwargs.get("k"), Mapping):
+        kwargs["k"] = {int(s): int(v) for s, v in kwargs["k"].items()}
     return TrainConfig(progress=progress, **kwargs)
 
 
