@@ -55,6 +55,8 @@ def browser_rows(family: Family, classes: LatentClasses, against: int, cutoff: f
     view = cards.language_model_view(family)
     firing = np.where(classes.active, "active", np.where(classes.ultralow, "ultralow", "never fires"))
     moved = classes.unmoved
+    if view is not None:
+        cards.prefetch_documents(family, view, stats.n_samples, stats.top_rows[:, :N_CONTEXTS])
     rows = []
     for i in range(size):
         tokens, ctxs = [], []

@@ -56,6 +56,7 @@ N_LOGITS = 8  # tokens whose logits the feature raises (and lowers) most
 TOP_K_TOKENS = 5  # the proxy: share of activation mass on the top-k token ids
 MIN_FIRINGS = 20  # features with fewer firings get no proxy value
 CHUNK_ELEMENTS = 2**22  # codes computed per chunk: rows x latents
+DENSE_PAIRS = 2**23  # (latent, token id) sums kept as a dense table up to this many cells
 
 
 # ------------------------------------------------------------------ statistics of one dictionary
@@ -160,8 +161,8 @@ def feature_stats(family: Family, size: int, n_samples: int, seed: int = 0) -> F
     counts = torch.zeros(size, dtype=torch.long)
     top_v = torch.full((k, size), -1.0)
     top_r = torch.full((k, size), -1, dtype=torch.long)
-    pairs: torch.Tensor | None = None  # sparse [size, vocab] (mass, count)
     vocab = int(tokens.max()) + 1 if tokens is not None else 0
+    pairs = _PairSums(size, vocab)
     with torch.no_grad():
         for start in range(0, n, chunk):
             codes = sae.encode(x[start:start + chunk]).float()
@@ -172,9 +173,7 @@ def feature_stats(family: Family, size: int, n_samples: int, seed: int = 0) -> F
             if tokens is not None:
                 r, j = codes.nonzero(as_tuple=True)
                 tok = torch.from_numpy(tokens[start:start + chunk].astype(np.int64))[r]
-                vals = torch.stack([codes[r, j].double(), torch.ones_like(r, dtype=torch.double)], 1)
-                part = torch.sparse_coo_tensor(torch.stack([j, tok]), vals, (size, vocab, 2), check_invariants=False)
-                pairs = part if pairs is None else (pairs + part).coalesce()
+                pairs.add(j * vocab + tok, codes[r, j].double())
         max_act = top_v[0].clamp_min(0.0)
         hist = torch.zeros(size * N_BINS, dtype=torch.long)
         n_int = len(INTERVALS)
@@ -206,9 +205,7 @@ def feature_stats(family: Family, size: int, n_samples: int, seed: int = 0) -> F
                 int_v[g] = torch.gather(cand_v, 0, keep)
         int_r = torch.where(int_key < 2.0, int_r, torch.full_like(int_r, -1))
     top_r = torch.where(top_v > 0, top_r, torch.full_like(top_r, -1))
-    mass = None
-    if tokens is not None:
-        mass = _token_mass(pairs, size)
+    mass = pairs.result() if tokens is not None else None
     stats = FeatureStats(size, n, counts.numpy(), max_act.numpy(), top_v.clamp_min(0).t().numpy(), top_r.t().numpy(),
                          hist.view(size, N_BINS).numpy(), int_v.permute(2, 0, 1).numpy(),
                          int_r.permute(2, 0, 1).numpy(), int_counts.t().numpy(), mass)
@@ -216,15 +213,48 @@ def feature_stats(family: Family, size: int, n_samples: int, seed: int = 0) -> F
     return stats
 
 
-def _token_mass(pairs: torch.Tensor | None, size: int) -> TokenMass:
-    if pairs is None:
-        empty = np.zeros(0, np.int64)
-        return TokenMass(empty, empty, np.zeros(0), np.zeros(0, np.int64), size)
-    pairs = pairs.coalesce()
-    idx, vals = pairs.indices().numpy(), pairs.values().numpy()
-    latent, token, mass, count = idx[0], idx[1], vals[:, 0], np.rint(vals[:, 1]).astype(np.int64)
-    order = np.lexsort((token, -mass, latent))
-    return TokenMass(latent[order], token[order], mass[order], count[order], size)
+class _PairSums:
+    """Sums of activation and counts of firings per (latent, token id), keyed ``latent * vocab + token``:
+    a dense table when it is small (``DENSE_PAIRS`` cells), else (key, value) lists reduced now and then."""
+
+    def __init__(self, size: int, vocab: int) -> None:
+        self.size, self.vocab = size, vocab
+        self.dense = size * vocab <= DENSE_PAIRS
+        if self.dense:
+            self.mass = torch.zeros(size * vocab, dtype=torch.float64)
+            self.count = torch.zeros(size * vocab, dtype=torch.float64)
+        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.pending = 0
+
+    def add(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        if self.dense:
+            self.mass.index_add_(0, keys, values)
+            self.count.index_add_(0, keys, torch.ones_like(values))
+            return
+        self.parts.append((keys.numpy(), values.numpy(), np.ones(len(keys))))
+        self.pending += len(keys)
+        if self.pending > 2**24:
+            self.parts = [self._reduce()]
+            self.pending = 0
+
+    def _reduce(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not self.parts:
+            return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+        keys = np.concatenate([p[0] for p in self.parts])
+        uniq, inverse = np.unique(keys, return_inverse=True)
+        return (uniq, np.bincount(inverse, np.concatenate([p[1] for p in self.parts])),
+                np.bincount(inverse, np.concatenate([p[2] for p in self.parts])))
+
+    def result(self) -> TokenMass:
+        if self.dense:
+            keys = torch.nonzero(self.count).flatten()
+            keys, mass, count = keys.numpy(), self.mass[keys].numpy(), self.count[keys].numpy()
+        else:
+            keys, mass, count = self._reduce()
+        latent, token = keys // max(self.vocab, 1), keys % max(self.vocab, 1)
+        count = np.rint(count).astype(np.int64)
+        order = np.lexsort((token, -mass, latent))
+        return TokenMass(latent[order], token[order], mass[order], count[order], self.size)
 
 
 # ------------------------------------------------------------------ tokens, contexts and logits
@@ -237,14 +267,16 @@ class Vocabulary:
 
     def text(self, token: int) -> str:
         """The token as text; a token that is part of a multi-byte character (which decodes alone to
-        U+FFFD) as its bytes in hex, e.g. ``⟨e2 80⟩``; ``…`` for an unknown token (id -1)."""
+        U+FFFD) or a control character as its bytes in hex, e.g. ``⟨e2 80⟩``; ``…`` for an unknown token
+        (id -1)."""
         if token < 0:
             return "…"
         if token not in self._text:
-            text = self.tokenizer.decode([int(token)])
-            if "\ufffd" in text:
-                text = _byte_text(self.tokenizer.convert_ids_to_tokens(int(token))) or text
-            self._text[token] = text.replace("\n", "↵").replace("\t", "⇥")
+            text = self.tokenizer.decode([int(token)]).replace("\n", "↵").replace("\t", "⇥")
+            if "\ufffd" in text or not text.isprintable():  # part of a character, or a control character
+                text = _byte_text(self.tokenizer.convert_ids_to_tokens(int(token))) or text.encode(
+                    "unicode_escape").decode("ascii")
+            self._text[token] = text
         return self._text[token]
 
     def label(self, token: int) -> str:
@@ -372,6 +404,13 @@ def document_tokens(family: Family, view: LanguageModelView, docs: Iterable[int]
             view.documents[d] = ids
 
 
+def prefetch_documents(family: Family, view: LanguageModelView, n_samples: int, rows: np.ndarray) -> None:
+    """Tokens of the documents of every sample row in ``rows`` (any shape, -1 skipped), in one pass over
+    the corpus (each :func:`contexts` call would otherwise read it again for its new documents)."""
+    rows = np.asarray(rows).ravel()
+    document_tokens(family, view, heldout_rows(family, n_samples)[1][rows[rows >= 0]])
+
+
 def contexts(family: Family, view: LanguageModelView, n_samples: int, rows: Sequence[int],
              values: Sequence[float], width: int = CONTEXT) -> list[Context]:
     """Each sample row (index into the held-out sample, -1 skipped) in its document, ``width`` tokens
@@ -460,7 +499,7 @@ CARD_CSS = """
 .fc-ctx{font-family:monospace;white-space:pre-wrap}
 .fc-t{color:#222}.fc-unseen{color:#aaa}
 .fc-fire{background:#f58518;color:#000;font-weight:bold;border-radius:2px}
-.fc-act{display:inline-block;min-width:4.5em;color:#555;font-family:monospace}
+.fc-act{display:inline-block;min-width:6.5em;color:#555;font-family:monospace}
 .fc-none{color:#777;font-style:italic}
 .fc-list{margin:0.2em 0 0.4em 0;padding-left:0;list-style:none}
 .fc-tokens code{margin-right:0.5em}
@@ -618,6 +657,11 @@ def feature_cards(family: Family, classes: LatentClasses, against: int, cutoff: 
     mcs, nearest = res.values.numpy(), res.indices.numpy()
     stats = feature_stats(family, size, classes.n_samples, seed)
     chosen = choose_cards(classes, mcs, cutoff, seed)
+    view = language_model_view(family)
+    if view is not None:
+        picked = [c.latent for c in chosen]
+        prefetch_documents(family, view, stats.n_samples,
+                           np.concatenate([stats.top_rows[picked].ravel(), stats.interval_rows[picked].ravel()]))
     cards = [build_card(family, stats, c.latent, c.label, mcs[c.latent], against, nearest[c.latent], c.rule)
              for c in chosen]
     per_class: dict[str, int] = {}

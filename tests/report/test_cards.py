@@ -252,3 +252,13 @@ def test_tree_nodes_get_their_top_tokens(lm_family, family):
     out = cards.with_top_tokens(lines, lm_family, _n(lm_family))
     assert out[0] == "3:0 — 't' 100%" and out[1] == "  6:1 — '<' 100%" and out[2] == "  6:2"
     assert cards.with_top_tokens(["16:3"], family, 512) == ["16:3"]  # no tokens: unchanged
+
+
+def test_sparse_pair_sums_agree_with_the_dense_table(lm_family, monkeypatch):
+    dense = cards.feature_stats(lm_family, 6, _n(lm_family)).token_mass
+    monkeypatch.setattr(cards, "DENSE_PAIRS", 0)
+    lm_family.memo.clear()
+    sparse = cards.feature_stats(lm_family, 6, _n(lm_family)).token_mass
+    for name in ("latent", "token", "count"):
+        assert np.array_equal(getattr(dense, name), getattr(sparse, name))
+    assert sparse.mass == pytest.approx(dense.mass)
