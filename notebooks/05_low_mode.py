@@ -166,9 +166,7 @@ if ceiling is not None:
     display(plots.table(*chapter.ceiling_table(ceiling)))
 glue("seed_b", second_seed, display=False)
 glue("ceiling_sentence", chapter.ceiling_sentence(ceiling), display=False)
-glue("unfound_sentence", answer.unfound_sentence(unfound, second_seed) if unfound is not None else
-     "Whether active low features recur in another seed needs retraining, which dictionaries read from disk "
-     "cannot do.", display=False)
+glue("unfound_sentence", answer.unfound_sentence(unfound, second_seed), display=False)
 
 # %% [markdown]
 # ## Real features the larger dictionary missed?
@@ -200,12 +198,11 @@ glue("ablation_sentence", chapter.ablation_sentence(settings), display=False)
 swept = chapter.sweep_families(sweep if retrainable else [], sweep_sizes)
 
 # %%
-sweep_rows = [low_mode.sweep_row(f, name, null_q=null_quantile, n_heldout=n_heldout) for _, f, name in swept]
+sweep_rows = chapter.sweep_rows(swept)
 if sweep_rows:
     display(plots.table(*chapter.sweep_table(sweep_rows)))
 glue("sweep_intro", chapter.sweep_intro(sweep_rows, len(sweep)), display=False)
-glue("alpha_sentence", low_mode.alpha_sentence(sweep_rows, chapter.sweep_small(sweep_rows)) if sweep_rows else
-     "This build does not sweep the L1 coefficient; the `sweep` profile does.", display=False)
+glue("alpha_sentence", chapter.alpha_sentence(sweep_rows), display=False)
 
 # %% [markdown]
 # ## Sparsity pressure and the activations' scale
@@ -219,9 +216,7 @@ glue("alpha_sentence", low_mode.alpha_sentence(sweep_rows, chapter.sweep_small(s
 points = answer.class_points(chapter.named_families(settings, other, swept), null_quantile, n_heldout)
 fit = answer.fit_class_points(points, seed=seed)
 plots.glue_figure("fig_dead_vs_low", plots.dead_vs_low(points, fit))
-display(plots.table(["setting", "size", "never fires or ultralow", "low share", "active and low"],
-                    [[p.family, p.size, f"{p.inactive_share:.1%}", f"{p.low_share:.1%}", f"{p.active_low_share:.1%}"]
-                     for p in points]))
+display(plots.table(*answer.points_table(points)))
 glue("n_points", len(points), display=False)
 glue("n_families", len({p.key for p in points}), display=False)
 glue("fit_sentence", answer.fit_sentence(points, fit), display=False)

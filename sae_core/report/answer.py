@@ -192,8 +192,11 @@ class Unfound:
     null_q: float
 
 
-def unfound_sentence(u: Unfound, seed_b: int) -> str:
-    """The recurrence and reconstruction tests as a sentence, with their nulls."""
+def unfound_sentence(u: Unfound | None, seed_b: int) -> str:
+    """The recurrence and reconstruction tests as a sentence, with their nulls (None: not run)."""
+    if u is None:
+        return ("Whether active low features recur in another seed needs retraining, which dictionaries read from "
+                "disk cannot do.")
     if u.n_active_low == 0:
         return (f"The {u.size}-feature dictionary has no active low feature, so the third explanation (real features "
                 f"the {u.against}-feature dictionary missed) has nothing to explain.")
@@ -280,6 +283,13 @@ class ClassPoint:
     inactive_share: float  # share of the size's latents that never fire or fire at ultralow density
     low_share: float  # share with MCS below the null cutoff against `against`
     active_low_share: float  # share that is low and active
+
+
+def points_table(points: Sequence[ClassPoint]) -> tuple[list[str], list[list[object]]]:
+    """The summary figure's points as a table."""
+    return (["setting", "size", "never fires or ultralow", "low share", "active and low"],
+            [[p.family, p.size, f"{p.inactive_share:.1%}", f"{p.low_share:.1%}", f"{p.active_low_share:.1%}"]
+             for p in points])
 
 
 def class_points(named: Sequence[tuple[str, Family, float]], null_q: float, n_heldout: int) -> list[ClassPoint]:

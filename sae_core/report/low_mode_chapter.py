@@ -281,6 +281,14 @@ class LowModeChapter:
                     out.append((label, low_mode.ablation_family(fam, overrides, sizes), name))
         return out
 
+    def sweep_rows(self, swept: Sequence[tuple[str, Family, str]]) -> list[low_mode.SweepRow]:
+        return [low_mode.sweep_row(f, name, null_q=self.null_q, n_heldout=self.n_heldout) for _, f, name in swept]
+
+    def alpha_sentence(self, rows: Sequence[low_mode.SweepRow]) -> str:
+        if not rows:
+            return "This build does not sweep the L1 coefficient; the `sweep` profile does."
+        return low_mode.alpha_sentence(rows, self.sweep_small(rows, self.small))
+
     @staticmethod
     def sweep_small(rows: Sequence[low_mode.SweepRow], small: int | None = None) -> int:
         sizes = rows[0].low_share

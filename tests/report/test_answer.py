@@ -65,6 +65,7 @@ def test_unfound_sentence_states_the_nulls():
     assert "no active low feature" in none
     unscored = answer.unfound_sentence(answer.Unfound(4096, 8192, 3, None, (0, 0), (0, 0), None, 0.99), 1)
     assert unscored.endswith("None fires often enough to score its reconstruction.")
+    assert "read from disk cannot do" in answer.unfound_sentence(None, 1)
 
 
 def test_low_by_class_counts_match_the_classes(family):
@@ -78,6 +79,9 @@ def test_low_by_class_counts_match_the_classes(family):
     points = answer.class_points([("base", family, 1e-2)], 0.99, 2048)
     assert [(p.size, p.against) for p in points] == [(16, 64), (32, 64)]
     assert points[1].low_share == pytest.approx(r.low_share)
+    header, rows = answer.points_table(points)
+    assert len(header) == len(rows[0]) == 5 and rows[1][:2] == ["base", 32]
+    assert rows[1][3] == f"{r.low_share:.1%}"
     assert answer.fit_class_points(points) is None  # one family: no interval over families
     assert "too few" in answer.fit_sentence(points, None)
 

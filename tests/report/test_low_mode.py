@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from sae_core.report import analysis, low_mode, pipeline, splitting
+from sae_core.report import analysis, low_mode, low_mode_chapter, pipeline, splitting
 
 
 def test_baseline_ablation_is_a_subset_of_the_family_and_overrides_make_a_new_one(family, monkeypatch):
@@ -111,3 +111,12 @@ def test_alpha_sentence_names_the_coefficients_and_the_gap():
     none = [_row("synthetic", 1e-3, False, 0.4, None)]
     assert "are not checked" in low_mode.alpha_sentence(none, 1024)
     assert low_mode.alpha_sentence([], 1024) == ""
+
+
+def test_the_chapter_sweep_rows_and_alpha_sentence(family):
+    chapter = low_mode_chapter.LowModeChapter([family], 16, 32, 64, [16, 32], 0.99, 2048)
+    assert chapter.sweep_rows([]) == []
+    assert "does not sweep the L1 coefficient" in chapter.alpha_sentence([])
+    rows = chapter.sweep_rows([("base", family, "baseline")])
+    assert len(rows) == 1 and set(rows[0].low_share) == {16, 32}
+    assert chapter.alpha_sentence(rows) == low_mode.alpha_sentence(rows, 16)
