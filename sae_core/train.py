@@ -70,6 +70,12 @@ class TrainConfig:
     n_steps: int = 4000  # optimizer steps; every step feeds one batch to every SAE
     batch_size: int = 256  # replication: 256
     lr: float = 1e-3  # Adam learning rate (replication: 1e-3)
+    # Learning-rate schedule (off in the replication): linear warm-up from 0 over lr_warmup steps, and
+    # linear decay to 0 over the last lr_decay share of n_steps (Anthropic's April 2024 update and
+    # Gao et al. 2024 decay over the last 20%). With decay, the first n steps of a longer run are no
+    # longer a shorter run, so such a family never continues another's checkpoint.
+    lr_warmup: int = 0
+    lr_decay: float = 0.0
     l1_coeff: float = 1e-3  # alpha in MSE + alpha * L1 (replication: 1e-3)
     use_b_dec: bool = False  # learned decoder bias (off in the replication)
     dead_window: int = 400  # a latent is dead if it has not fired in this many steps
@@ -115,6 +121,8 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be positive, got {getattr(self, name)}")
         if self.lr <= 0 or self.l1_coeff < 0:
             raise ValueError("need lr > 0 and l1_coeff >= 0")
+        if self.lr_warmup < 0 or not 0 <= self.lr_decay < 1:
+            raise ValueError(f"need lr_warmup >= 0 and 0 <= lr_decay < 1, got {self.lr_warmup} and {self.lr_decay}")
         if self.activation not in ("relu", "topk"):
             raise ValueError(f"TrainConfig.activation must be 'relu' or 'topk', got {self.activation!r}")
         if self.activation == "topk":
@@ -146,6 +154,18 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """The learning rate of 0-based ``step``: ``cfg.lr`` times a linear warm-up over the first
+    ``lr_warmup`` steps and a linear decay to 0 over the last ``lr_decay`` share of ``n_steps``."""
+    scale = 1.0
+    if cfg.lr_warmup:
+        scale = min(scale, (step + 1) / cfg.lr_warmup)
+    decay_steps = round(cfg.lr_decay * cfg.n_steps)
+    if decay_steps:
+        scale = min(scale, (cfg.n_steps - step) / decay_steps)
+    return cfg.lr * scale
 
 
 def sae_seed(seed: int, d_sae: int) -> int:
@@ -849,6 +869,10 @@ def train_family(
         x = x.to(device, torch.float32, non_blocking=True)
         if scale != 1.0:
             x = x * scale
+        if cfg.lr_warmup or cfg.lr_decay:
+            for opt in [fused.opt] if fused is not None else [m.opt for m in members.values()]:
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(cfg, step)
         log = (step + 1) % cfg.log_every == 0 or step + 1 == cfg.n_steps
         if fused is not None:
             if fused.topk is not None:  # AuxK needs the steps since each latent fired

@@ -35,7 +35,8 @@ from sae_core.train import CHECKPOINT_DIR, FAMILY_FILE, TrainConfig, family_is_c
 TRAIN_KEYS = ("sizes", "n_steps", "batch_size", "lr", "l1_coeff", "seed", "resample_every", "use_b_dec", "init")
 # Added later, and part of a family's parameters only when not at their defaults, so that the
 # keys of families cached before they existed stay valid.
-OPTIONAL_TRAIN_KEYS = ("normalize_activations", "resample_pool", "activation", "k", "aux_k", "aux_coeff", "dead_window")
+OPTIONAL_TRAIN_KEYS = ("normalize_activations", "resample_pool", "activation", "k", "aux_k", "aux_coeff", "dead_window",
+                       "lr_warmup", "lr_decay")
 FAMILY_KEYS = ("source", *TRAIN_KEYS, *OPTIONAL_TRAIN_KEYS, "synthetic", "lm")
 
 
@@ -265,8 +266,9 @@ def _shorter_run(params: Mapping[str, Any]) -> tuple[int, Path] | None:
     """(n_steps, folder) of the cached family whose training is the first steps of the run ``params`` asks for: same
     settings but fewer ``n_steps``, with its final checkpoint kept. With a constant learning rate
     and the same batches, steps 1..n of a longer run are that run exactly, so a longer run (the
-    convergence check) continues from it. Not with resampling, whose schedule depends on n_steps."""
-    if params.get("resample_every"):
+    convergence check) continues from it. Not with resampling or a decaying learning rate, whose schedules
+    depend on n_steps."""
+    if params.get("resample_every") or params.get("lr_decay"):
         return None
     wanted = json.loads(json.dumps(dict(params)))  # as params.json holds it (tuples become lists)
     best: tuple[int, Path] | None = None

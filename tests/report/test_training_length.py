@@ -95,3 +95,16 @@ def test_the_ladder_measures_what_an_independent_count_gives_and_stops_at_the_ca
         analysis.longer_run(family, 1)
     with pytest.raises(ValueError, match="power of two"):
         training_length.ladder(family, 3, 16, 32, 64, n_heldout=2048)
+
+
+def test_a_decaying_family_never_continues_a_shorter_run(tmp_path, monkeypatch):
+    from sae_core.report import pipeline
+
+    monkeypatch.setenv("SAE_REPORT_CACHE", str(tmp_path))
+    params = {"source": "synthetic", "sizes": [8, 16], "n_steps": 6, "batch_size": 16,
+              "synthetic": {"d_in": 8, "n_features": 24, "mean_active": 2.0, "n_parents": 2, "children_per_parent": 2}}
+    pipeline.ensure_family(pipeline.family_params(params), progress=False)
+    longer = pipeline.family_params({**params, "n_steps": 12})
+    assert pipeline._shorter_run(longer) is not None  # constant rate: the 6-step run is a prefix
+    assert pipeline._shorter_run({**longer, "lr_decay": 0.2}) is None
+    assert "lr_warmup" not in longer and pipeline.family_params({**params, "lr_warmup": 5})["lr_warmup"] == 5
