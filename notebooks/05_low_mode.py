@@ -271,8 +271,8 @@ glue("fire_browser_sentence", features.browser_sentence(), display=False)
 #
 # {glue:text}`fire_browser_sentence`
 
-# %%
+# %% tags=["nbval-ignore-output"]
 display(HTML(features.links_html()))
 
-# %%
+# %% tags=["nbval-ignore-output"]
 display(HTML(features.cards_html()))
