@@ -72,7 +72,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from sae_core.io import atomic_dir
-from sae_core.sae import CFG_NAME, WEIGHTS_NAME, SAEConfig, SparseAutoencoder
+from sae_core.sae import CFG_NAME, EXPORTERS, WEIGHTS_NAME, SAEConfig, SparseAutoencoder
 
 FORMATS = ("ours", "saelens", "dictionary_learning", "sparsify")
 
@@ -637,3 +637,9 @@ def _write_sparsify(tmp: Path, cfg: SAEConfig, w: dict[str, torch.Tensor], ours:
                "W_dec": w["W_dec"], "b_dec": w["b_dec"]}, tmp / SPARSIFY_WEIGHTS)
     (tmp / CFG_NAME).write_text(json.dumps(out, indent=2))
     (tmp / SPARSIFY_SIDECAR).write_text(json.dumps(ours, indent=2))
+
+
+# SparseAutoencoder.save(path, format=...) writes the other layouts through these (sae.py does not import
+# this module, which imports it)
+EXPORTERS.update({name: (lambda sae, path, name=name: save_dictionary(sae, path, format=name))
+                  for name in FORMATS if name != "ours"})

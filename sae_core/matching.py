@@ -67,12 +67,12 @@ from scipy.sparse import csr_array
 from scipy.sparse.csgraph import maximum_bipartite_matching, min_weight_full_bipartite_matching
 
 from sae_core.device import resolve_device
-from sae_core.similarity import (
+from sae_core.dictionary_rows import (
     ASSIGNMENT_MAX_ENTRIES,
     DEFAULT_MEMORY_BUDGET,
     MatchResult,
-    _normalized_pair,
-    _tile_sizes,
+    normalized_pair,
+    tile_sizes,
 )
 
 DEFAULT_K = 24  # candidates per row: at d = 128 the k-th cosine alone certifies most rows (module docstring, 1)
@@ -128,7 +128,7 @@ class _NegativeCycle(Exception):
 
 def _prepare(a, b) -> tuple[torch.Tensor, torch.Tensor]:
     """Unit rows (validated and normalised as in similarity.py, then float64); N <= M enforced."""
-    a, b = (x.double() for x in _normalized_pair(a, b))  # the same cosines as max_cosine_similarity's
+    a, b = (x.double() for x in normalized_pair(a, b))  # the same cosines as max_cosine_similarity's
     if a.shape[0] > b.shape[0]:
         raise ValueError(
             f"one-to-one matching needs len(A) <= len(B), got {a.shape[0]} > {b.shape[0]}; swap the arguments"
@@ -262,7 +262,7 @@ def _row_topk(
         b = b[torch.from_numpy(cols).to(b.device)]
     n, m = a.shape[0], b.shape[0]
     k = min(k, m)
-    row_tile, col_tile = _tile_sizes(n, m, a.element_size(), budget)
+    row_tile, col_tile = tile_sizes(n, m, a.element_size(), budget)
     out = np.empty((n, k), dtype=np.int64)
     kth = np.empty(n)
     for i in range(0, n, row_tile):
@@ -510,7 +510,7 @@ def _price_scan(
     thresh_dev = torch.from_numpy(thresh - near).to(dev)
     a_sub = a_aug if n_rows == graph.n else a_aug[torch.from_numpy(rows).to(dev)]
     indptr, g_cols = graph.indptr(), graph.cols
-    row_tile, col_tile = _tile_sizes(n_rows, m, a_aug.element_size(), budget)
+    row_tile, col_tile = tile_sizes(n_rows, m, a_aug.element_size(), budget)
     clean = np.full(n_rows, -np.inf)  # per row: max T over the tiles where it passed
     picks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (local row, col, T) of suspects
     for s in range(0, n_rows, row_tile):

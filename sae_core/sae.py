@@ -43,6 +43,7 @@ import dataclasses
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,9 @@ VARIANT_DEFAULTS: dict[str, Any] = {
     "activation": "relu", "k": None, "init": "transposed", "decoder_norm": "after_step",
 }
 IN_FORWARD_EPS = 1e-8  # clamp on the row norms in "in_forward" mode, as in FunctionalSAE.loss
+# Writers of other libraries' layouts, by format name: :mod:`sae_core.formats` registers its own when
+# imported (``import sae_core`` does), so this module never imports it (formats imports this one).
+EXPORTERS: dict[str, Callable[[SparseAutoencoder, str | os.PathLike], Path]] = {}
 
 
 @dataclass
@@ -242,12 +246,14 @@ class SparseAutoencoder(nn.Module):
         Files go to a temporary sibling folder that is renamed into place, so a killed
         process leaves either the old dictionary or the new one, never half of one.
         ``format`` other than ``"ours"`` ("saelens", "dictionary_learning", "sparsify")
-        writes that library's folder instead, through :func:`sae_core.formats.save_dictionary`.
+        writes that library's folder instead, through the writer :mod:`sae_core.formats` registers in
+        ``EXPORTERS`` (its :func:`~sae_core.formats.save_dictionary`).
         """
         if format != "ours":
-            from sae_core.formats import save_dictionary  # formats imports this module
-
-            return save_dictionary(self, path, format=format)
+            if format not in EXPORTERS:
+                raise ValueError(f"unknown format {format!r}; expected 'ours' or one of {sorted(EXPORTERS)} "
+                                 "(registered by sae_core.formats)")
+            return EXPORTERS[format](self, path)
         path = Path(path)
         with atomic_dir(path) as tmp:
             tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}

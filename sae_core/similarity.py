@@ -24,57 +24,23 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from sae_core.device import resolve_device
+from sae_core.dictionary_rows import (  # noqa: F401  (re-exported: the names callers import from here)
+    ASSIGNMENT_MAX_ENTRIES,
+    DEFAULT_MEMORY_BUDGET,
+    MatchResult,
+    as_matrix,
+    normalize_rows,
+    normalized_pair,
+    tile_sizes,
+)
+from sae_core.matching import sparse_assignment
 
-DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes for one tile of the cosine matrix
-ASSIGNMENT_MAX_ENTRIES = 8192 * 16384  # limit on N*M for the dense one-to-one method only, see one_to_one_mcs
-
+_as_matrix, _normalized_pair, _tile_sizes = as_matrix, normalized_pair, tile_sizes  # the names benchmarks use
 
 @dataclass
 class MCSResult:
     values: torch.Tensor  # [N] max cosine of each row of A with any row of B
     indices: torch.Tensor  # [N] index of that row of B
-
-
-def _as_matrix(x: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
-    t = torch.as_tensor(x)
-    if t.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D dictionary [n_features, d], got shape {tuple(t.shape)}")
-    if t.shape[0] == 0:
-        raise ValueError(f"{name} is empty (0 features)")
-    if t.shape[1] == 0:
-        raise ValueError(f"{name} has width 0")
-    if not t.is_floating_point():
-        t = t.double()
-    if not torch.isfinite(t).all():
-        rows = (~torch.isfinite(t)).any(dim=1).nonzero().squeeze(1)[:5].tolist()
-        raise ValueError(f"{name} contains NaN or inf (rows {rows}...)")
-    return t
-
-
-def normalize_rows(x: torch.Tensor, name: str = "dictionary") -> torch.Tensor:
-    """Rows scaled to unit L2 norm; a zero row is an error (its cosine is undefined)."""
-    x = _as_matrix(x, name)
-    norms = x.norm(dim=1, keepdim=True)
-    zero = (norms.squeeze(1) == 0).nonzero().squeeze(1)
-    if len(zero):
-        raise ValueError(f"{name} has {len(zero)} zero rows (first: {zero[:5].tolist()}); cosine is undefined")
-    return x / norms
-
-
-def _normalized_pair(a, b) -> tuple[torch.Tensor, torch.Tensor]:
-    a = normalize_rows(a, "dictionary A")
-    b = normalize_rows(b, "dictionary B")
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"dictionaries have different widths: A is {a.shape[1]}-d, B is {b.shape[1]}-d")
-    return a, b
-
-
-def _tile_sizes(n: int, m: int, itemsize: int, budget: int) -> tuple[int, int]:
-    """Row and column tile sizes whose product fits ``budget`` bytes (column tile as wide as possible)."""
-    entries = max(budget // itemsize, 1)
-    col = min(m, max(entries // 1024, 1))  # at least ~1024 rows per tile when M is huge
-    row = min(n, max(entries // col, 1))
-    return row, col
 
 
 _ARGMAX_BLOCK = 256  # columns per block in _row_max_argmax
@@ -171,12 +137,6 @@ def self_mcs(a, **kwargs) -> MCSResult:
     return max_cosine_similarity(a, a, exclude_self=True, **kwargs)
 
 
-@dataclass
-class MatchResult:
-    values: torch.Tensor  # [N] cosine of each row of A with its matched row of B
-    indices: torch.Tensor  # [N] matched row of B (all distinct)
-
-
 def one_to_one_mcs(
     a: torch.Tensor | np.ndarray,
     b: torch.Tensor | np.ndarray,
@@ -202,8 +162,6 @@ def one_to_one_mcs(
     Both normalise the rows as :func:`max_cosine_similarity` does, then work in float64.
     """
     if method == "sparse":
-        from sae_core.matching import sparse_assignment  # matching builds on this module's tiling helpers
-
         result = sparse_assignment(a, b, **sparse_options)
         if not result.certificate.certified:
             raise RuntimeError(
