@@ -223,8 +223,16 @@ def overall_sentence(rows: Sequence[ArchRow]) -> str:
                      + ("no low mode" if verdict == "no low mode" else f"a low mode of {verdict}"))
     alive = [r for r in others if (r.shares[r.low.size]["never fires"] or 0.0) < 0.01]
     no_low = [r for r in alive if answer.verdict(r.low) == "no low mode"]
-    lead = (f"Of the {len(others)} dictionaries of an architecture built to keep latents alive, {len(alive)} have "
-            f"fewer than 1% of latents that never fire, and {len(no_low)} of those have no low mode")
+    n, a, b = len(others), len(alive), len(no_low)
+    noun = "dictionary" if n == 1 else "dictionaries"
+    lead = f"Among the {n} {noun} of an architecture built to keep latents alive, "
+    if a == 0:
+        lead += "none has fewer than 1% of latents that never fire"
+    elif a == 1:
+        lead += f"one has fewer than 1% of latents that never fire, and it has {'no' if b else 'a'} low mode"
+    else:
+        lead += (f"{a} have fewer than 1% of latents that never fire, and {b} of these {a} "
+                 f"{'has' if b == 1 else 'have'} no low mode")
     return lead + " (" + "; ".join(parts) + ")."
 
 

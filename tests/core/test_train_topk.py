@@ -156,3 +156,25 @@ def test_topk_config_errors_are_clear(kwargs, message):
     with pytest.raises(ValueError, match=message):
         quiet(sizes=(16, 32), **kwargs) if "k" in kwargs and isinstance(kwargs["k"], dict) else \
             quiet(sizes=(16,), **kwargs)
+
+
+@pytest.mark.parametrize("fmt", ["saelens", "dictionary_learning", "sparsify"])
+def test_trained_topk_aux_dictionaries_export_and_load_back_exactly(tmp_path, fmt):
+    """Every layout that has TopK holds a dictionary trained with AuxK (AuxK is a training loss only: the
+    dictionary is a TopK one) and gives it back with zero difference: weights, k, codes, reconstructions."""
+    from sae_core.formats import detect_format, load_dictionary
+
+    src = SyntheticSource(SMALL_SOURCE)
+    saes, _ = train_family(src, quiet(sizes=(16, 40), n_steps=12, batch_size=32, activation="topk",
+                                      k={16: 3, 40: 5}, dead_window=3))
+    x = src.batch(5000, 64)
+    for size, sae in saes.items():
+        path = sae.save(tmp_path / f"{fmt}_{size}", format=fmt)
+        assert detect_format(path) == fmt
+        loaded = load_dictionary(path)
+        assert loaded.cfg.activation == "topk" and loaded.cfg.k == sae.cfg.k
+        for name, tensor in sae.state_dict().items():
+            assert torch.equal(loaded.state_dict()[name], tensor), (fmt, size, name)
+        with torch.no_grad():
+            (want_x, want_f), (got_x, got_f) = sae(x, output_features=True), loaded(x, output_features=True)
+        assert torch.equal(got_f, want_f) and torch.equal(got_x, want_x)

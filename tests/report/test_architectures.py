@@ -96,8 +96,13 @@ def test_seed_and_overall_sentences():
     assert arch.overall_sentence([_row(arch.RELU)]).startswith("This build trains no architecture beside ReLU")
     text = arch.overall_sentence([_row(arch.RELU, n_low=12), _row("TopK + AuxK", n_low=2),
                                   _row("TopK + AuxK", n_low=12, never_share=0.5, never=12)])
-    assert text.startswith("Of the 2 dictionaries of an architecture built to keep latents alive, 1 have fewer than "
-                           "1% of latents that never fire, and 1 of those have no low mode")
+    assert text.startswith("Among the 2 dictionaries of an architecture built to keep latents alive, one has fewer "
+                           "than 1% of latents that never fire, and it has no low mode")
+    one = arch.overall_sentence([_row("TopK + AuxK", n_low=12, never_share=0.5, never=12)])
+    assert one.startswith("Among the 1 dictionary of an architecture built to keep latents alive, none has fewer "
+                          "than 1% of latents that never fire (")
+    two = arch.overall_sentence([_row("TopK + AuxK", n_low=12), _row("TopK + AuxK", n_low=2)])
+    assert "2 have fewer than 1% of latents that never fire, and 1 of these 2 has no low mode" in two
     assert "a low mode of inactive latents, some moved" in text
 
 
