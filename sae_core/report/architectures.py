@@ -212,6 +212,9 @@ def seed_sentence(rows: Sequence[ArchRow]) -> str:
 def overall_sentence(rows: Sequence[ArchRow]) -> str:
     """The extended answer in one sentence: which architectures keep (almost) every latent alive, and whether
     those have a low mode."""
+    if not rows:
+        return ("This chapter trains new dictionaries on the build's activations, which dictionaries read from disk "
+                "do not come with, so it has nothing to show for them.")
     others = [r for r in rows if r.arch != RELU]
     if not others:
         return "This build trains no architecture beside ReLU; the chapter's settings list them."

@@ -94,6 +94,7 @@ def test_seed_and_overall_sentences():
     text = arch.seed_sentence([_row(arch.RELU, seed=s)])
     assert "seed 1" in text and "25.0% of the matched pairs above the null cutoff 0.610" in text and "0.432" in text
     assert arch.overall_sentence([_row(arch.RELU)]).startswith("This build trains no architecture beside ReLU")
+    assert "dictionaries read from disk" in arch.overall_sentence([])
     text = arch.overall_sentence([_row(arch.RELU, n_low=12), _row("TopK + AuxK", n_low=2),
                                   _row("TopK + AuxK", n_low=12, never_share=0.5, never=12)])
     assert text.startswith("Among the 2 dictionaries of an architecture built to keep latents alive, one has fewer "

@@ -17,7 +17,7 @@ from sae_core.report import build as report
 ROOT = report.REPO_ROOT / ".cache" / "smoke-book"
 FIGURES = {  # glued figures per chapter
     "00_abstract": 1, "01_introduction": 1, "02_methods": 2, "03_bimodality": 4, "04_random_nulls": 3,
-    "05_low_mode": 4,
+    "05_low_mode": 4, "05b_architectures": 2,
     "06_cross_dictionary": 2, "07_feature_splitting": 2, "08_conclusions": 0, "09_appendix_geometry": 1,
 }
 
@@ -42,7 +42,8 @@ def test_every_chapter_page_exists_with_its_figures(smoke_book):
         assert "<Figure size" not in html, f"{chapter}: a figure was pasted as text, not as an image"
         assert "|---|" not in html and "|—|" not in html, f"{chapter}: a Markdown table was not rendered"
         assert "Traceback" not in html and "output traceback" not in html, f"{chapter}: error output on the page"
-    with_tables = ("01_introduction", "03_bimodality", "04_random_nulls", "05_low_mode", "06_cross_dictionary",
+    with_tables = ("01_introduction", "03_bimodality", "04_random_nulls", "05_low_mode", "05b_architectures",
+                   "06_cross_dictionary",
                    "07_feature_splitting")
     for chapter in with_tables:
         assert "<table" in (smoke_book / "book" / "executed" / f"{chapter}.html").read_text(), chapter
