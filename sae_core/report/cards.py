@@ -118,12 +118,44 @@ def _chunk_rows(size: int) -> int:
     return max(256, CHUNK_ELEMENTS // size)
 
 
-def _merge_top(values: torch.Tensor, rows: torch.Tensor, new_values: torch.Tensor, new_rows: torch.Tensor,
-               largest: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Keep the k best of two [k, L] candidate sets, per column."""
-    v, r = torch.cat([values, new_values]), torch.cat([rows, new_rows])
-    best = torch.topk(v, values.shape[0], dim=0, largest=largest)
-    return best.values, torch.gather(r, 0, best.indices)
+class _BestPerGroup:
+    """The ``k`` best candidates of each group seen so far (largest or smallest score; ties by row), kept
+    as flat arrays and reduced after each offer (a sort of the candidates, then the first k of each group)."""
+
+    def __init__(self, n_groups: int, k: int, largest: bool) -> None:
+        self.n_groups, self.k, self.largest = n_groups, k, largest
+        self.group = np.zeros(0, np.int64)
+        self.score = np.zeros(0)
+        self.row = np.zeros(0, np.int64)
+        self.value = np.zeros(0)
+        self.bar = np.full(n_groups, -np.inf if largest else np.inf)  # the k-th best score of each group
+
+    def offer(self, group: np.ndarray, score: np.ndarray, row: np.ndarray, value: np.ndarray) -> None:
+        # only a candidate at least as good as its group's k-th best so far can enter (ties go to the sort)
+        better = score >= self.bar[group] if self.largest else score <= self.bar[group]
+        group, score, row, value = group[better], score[better], row[better], value[better]
+        if not group.size:
+            return
+        g = np.concatenate([self.group, group])
+        s = np.concatenate([self.score, score])
+        r = np.concatenate([self.row, row])
+        v = np.concatenate([self.value, value])
+        order = np.lexsort((r, -s if self.largest else s, g))
+        g = g[order]
+        rank = np.arange(g.size) - np.searchsorted(g, g)
+        keep = order[rank < self.k]
+        self.group, self.score, self.row, self.value = g[rank < self.k], s[keep], r[keep], v[keep]
+        full = rank[rank < self.k] == self.k - 1
+        self.bar[self.group[full]] = self.score[full]
+
+    def table(self) -> tuple[np.ndarray, np.ndarray]:
+        """[n_groups, k] rows (-1 pads) and values (0 pads), best first."""
+        rows = np.full((self.n_groups, self.k), -1, np.int64)
+        values = np.zeros((self.n_groups, self.k))
+        rank = np.arange(self.group.size) - np.searchsorted(self.group, self.group)
+        rows[self.group, rank] = self.row
+        values[self.group, rank] = self.value
+        return rows, values
 
 
 def token_ids(family: Family, n_samples: int) -> np.ndarray | None:
@@ -157,58 +189,44 @@ def feature_stats(family: Family, size: int, n_samples: int, seed: int = 0) -> F
     x = family.sample(n)
     tokens = token_ids(family, n)
     chunk = _chunk_rows(size)
-    k = min(N_TOP, n)
-    counts = torch.zeros(size, dtype=torch.long)
-    top_v = torch.full((k, size), -1.0)
-    top_r = torch.full((k, size), -1, dtype=torch.long)
     vocab = int(tokens.max()) + 1 if tokens is not None else 0
     pairs = _PairSums(size, vocab)
-    with torch.no_grad():
-        for start in range(0, n, chunk):
+    counts = np.zeros(size, np.int64)
+    top = _BestPerGroup(size, N_TOP, largest=True)
+
+    def nonzero(start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(sample row, latent, activation) of every firing in the chunk starting at ``start``."""
+        with torch.no_grad():
             codes = sae.encode(x[start:start + chunk]).float()
-            counts += (codes > 0).sum(0)
-            kk = min(k, codes.shape[0])
-            best = torch.topk(codes, kk, dim=0)
-            top_v, top_r = _merge_top(top_v, top_r, best.values, best.indices + start, largest=True)
-            if tokens is not None:
-                r, j = codes.nonzero(as_tuple=True)
-                tok = torch.from_numpy(tokens[start:start + chunk].astype(np.int64))[r]
-                pairs.add(j * vocab + tok, codes[r, j].double())
-        max_act = top_v[0].clamp_min(0.0)
-        hist = torch.zeros(size * N_BINS, dtype=torch.long)
-        n_int = len(INTERVALS)
-        int_key = torch.full((n_int, N_PER_INTERVAL, size), 2.0)
-        int_v = torch.zeros((n_int, N_PER_INTERVAL, size))
-        int_r = torch.full((n_int, N_PER_INTERVAL, size), -1, dtype=torch.long)
-        int_counts = torch.zeros((n_int, size), dtype=torch.long)
-        gen = torch.Generator().manual_seed(int(seed) * 7919 + 21)
-        safe_max = torch.where(max_act > 0, max_act, torch.ones_like(max_act))
-        for start in range(0, n, chunk):
-            codes = sae.encode(x[start:start + chunk]).float()
-            frac = codes / safe_max
-            r, j = codes.nonzero(as_tuple=True)
-            b = (frac[r, j] * N_BINS).long().clamp(0, N_BINS - 1)
-            hist += torch.bincount(j * N_BINS + b, minlength=size * N_BINS)
-            keys = torch.rand(codes.shape, generator=gen)
-            m = min(N_PER_INTERVAL, codes.shape[0])
-            for g, (lo, hi) in enumerate(INTERVALS):
-                inside = (codes > 0) & (frac > lo) & (frac <= hi)
-                int_counts[g] += inside.sum(0)
-                masked = torch.where(inside, keys, torch.full_like(keys, 2.0))
-                pick = torch.topk(masked, m, dim=0, largest=False)
-                cand_k = torch.cat([int_key[g], pick.values])
-                cand_r = torch.cat([int_r[g], pick.indices + start])
-                cand_v = torch.cat([int_v[g], torch.gather(codes, 0, pick.indices)])
-                keep = torch.topk(cand_k, N_PER_INTERVAL, dim=0, largest=False).indices
-                int_key[g] = torch.gather(cand_k, 0, keep)
-                int_r[g] = torch.gather(cand_r, 0, keep)
-                int_v[g] = torch.gather(cand_v, 0, keep)
-        int_r = torch.where(int_key < 2.0, int_r, torch.full_like(int_r, -1))
-    top_r = torch.where(top_v > 0, top_r, torch.full_like(top_r, -1))
-    mass = pairs.result() if tokens is not None else None
-    stats = FeatureStats(size, n, counts.numpy(), max_act.numpy(), top_v.clamp_min(0).t().numpy(), top_r.t().numpy(),
-                         hist.view(size, N_BINS).numpy(), int_v.permute(2, 0, 1).numpy(),
-                         int_r.permute(2, 0, 1).numpy(), int_counts.t().numpy(), mass)
+        r, j = codes.nonzero(as_tuple=True)
+        return r.numpy() + start, j.numpy(), codes[r, j].double().numpy()
+
+    for start in range(0, n, chunk):
+        r, j, v = nonzero(start)
+        counts += np.bincount(j, minlength=size)
+        top.offer(j, v, r, v)
+        if tokens is not None:
+            pairs.add(torch.from_numpy(j * vocab + tokens[r].astype(np.int64)), torch.from_numpy(v))
+    top_rows, top_values = top.table()
+    max_act = top_values[:, 0]
+    safe_max = np.where(max_act > 0, max_act, 1.0)
+    hist = np.zeros(size * N_BINS, np.int64)
+    intervals = [_BestPerGroup(size, N_PER_INTERVAL, largest=False) for _ in INTERVALS]
+    int_counts = np.zeros((size, len(INTERVALS)), np.int64)
+    for c, start in enumerate(range(0, n, chunk)):
+        r, j, v = nonzero(start)
+        frac = v / safe_max[j]
+        hist += np.bincount(j * N_BINS + np.clip((frac * N_BINS).astype(np.int64), 0, N_BINS - 1),
+                            minlength=size * N_BINS)
+        keys = np.random.default_rng([seed, 21, c]).random(r.size)  # uniform sampling without replacement
+        for g, (lo, hi) in enumerate(INTERVALS):
+            inside = (frac > lo) & (frac <= hi)
+            int_counts[:, g] += np.bincount(j[inside], minlength=size)
+            intervals[g].offer(j[inside], keys[inside], r[inside], v[inside])
+    tables = [t.table() for t in intervals]
+    stats = FeatureStats(size, n, counts, max_act, top_values, top_rows, hist.reshape(size, N_BINS),
+                         np.stack([t[1] for t in tables], 1), np.stack([t[0] for t in tables], 1), int_counts,
+                         pairs.result() if tokens is not None else None)
     family.memo[key] = stats
     return stats
 
