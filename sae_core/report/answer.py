@@ -156,6 +156,12 @@ def overall_answer(results: Sequence[LowByClass]) -> str:
 
 
 # ------------------------------------------------------------------ the 2024 mechanism, as a sentence
+def _signed(x: float, digits: int = 3) -> str:
+    """``x`` to ``digits`` decimals, without the "-0.000" of a tiny negative number."""
+    text = f"{x:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
 def encoder_sentence(setting: str, t: latents.EncoderDirectionTest) -> str:
     """Do the ultralow latents share one encoder direction (Anthropic's 2024 circuits update)?"""
     if t.ultralow_encoder is None:
@@ -168,11 +174,12 @@ def encoder_sentence(setting: str, t: latents.EncoderDirectionTest) -> str:
             f"in the top direction; their decoder rows {dec.mean_cosine:.3f} and {dec.top_share:.1%}")
     if act is not None:
         text += f"; as many active latents' encoders {act.mean_cosine:.3f} and {act.top_share:.1%}"
-    text += (f"; random directions {rnd.mean_cosine:.3f} and {rnd.top_share:.1%} (99% quantiles "
+    text += (f"; random directions {_signed(rnd.mean_cosine)} and {rnd.top_share:.1%} (99% quantiles "
              f"{t.random_q99[0]:.3f} and {t.random_q99[1]:.1%}). ")
     text += ("The ultralow encoders share one direction while their decoder rows do not, as the 2024 update reports."
              if shared and dec.top_share <= t.random_q99[1] else
-             "The ultralow encoders share one direction, and so, less, do their decoder rows." if shared else
+             "The ultralow encoders share one direction. Their decoder rows share one less strongly, but above "
+             "chance." if shared else
              "The ultralow encoders do not share one direction beyond chance here.")
     return text
 

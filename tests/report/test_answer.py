@@ -100,3 +100,25 @@ def test_chance_cutoffs_state_both_nulls(family):
     text = chapter.chance_cutoffs(n_samples=2048)
     assert f"null's 99% quantile is {stats.null_cutoff(8, 64):.3f}" in text
     assert "span that holds 99% of the activations' variance" in text and "nan" not in text
+
+
+def _direction_test(enc_top: float, dec_top: float, n: int = 40) -> "latents.EncoderDirectionTest":
+    share = latents.DirectionShare
+    return latents.EncoderDirectionTest(
+        4096, share(n, enc_top / 2, enc_top) if n >= 2 else None, share(n, dec_top / 2, dec_top) if n >= 2 else None,
+        share(n, 0.05, 0.06), share(n, -1e-5, 0.011), (0.002, 0.02))
+
+
+def test_encoder_sentence_tells_shared_encoders_from_random_ones():
+    # encoders above the random 99% quantiles, decoders at chance: the 2024 update's picture
+    text = answer.encoder_sentence("language model", _direction_test(0.275, 0.015))
+    assert text.startswith("Language model, 4096 features: the 40 ultralow latents' encoder directions")
+    assert "27.5% of their squared singular values" in text and "random directions 0.000 and 1.1%" in text
+    assert text.endswith("while their decoder rows do not, as the 2024 update reports.")
+    # decoders above chance too
+    assert "Their decoder rows share one less strongly, but above chance." in answer.encoder_sentence(
+        "synthetic", _direction_test(0.275, 0.04))
+    # encoders exactly at the random quantile are not "shared" (the test asks for more than it)
+    assert "do not share one direction beyond chance" in answer.encoder_sentence("x", _direction_test(0.02, 0.01))
+    one = answer.encoder_sentence("language model", _direction_test(0.3, 0.3, n=1))
+    assert "fewer than two ultralow latents" in one and "nan" not in one
