@@ -51,16 +51,17 @@ def browser_rows(family: Family, classes: LatentClasses, against: int, cutoff: f
     size = classes.size
     res = max_cosine_similarity(family.features(size), family.features(against))
     mcs, nearest = res.values.numpy(), res.indices.numpy()
-    stats = cards.feature_stats(family, size, classes.n_samples, seed)
     view = cards.language_model_view(family)
+    # without tokens a row needs only the classes and MCS: no pass over the held-out sample
+    stats = cards.feature_stats(family, size, classes.n_samples, seed) if view is not None else None
     firing = np.where(classes.active, "active", np.where(classes.ultralow, "ultralow", "never fires"))
     moved = classes.unmoved
-    if view is not None:
+    if stats is not None:
         cards.prefetch_documents(family, view, stats.n_samples, stats.top_rows[:, :N_CONTEXTS])
     rows = []
     for i in range(size):
         tokens, ctxs = [], []
-        if view is not None and stats.counts[i]:
+        if stats is not None and stats.counts[i]:
             tokens = [(view.vocab.label(t), s) for t, s in stats.token_mass.top(i, N_TOKENS)]
             ctxs = cards.contexts(family, view, stats.n_samples, stats.top_rows[i][:N_CONTEXTS],
                                   stats.top_values[i][:N_CONTEXTS], width=WIDTH)

@@ -262,3 +262,11 @@ def test_sparse_pair_sums_agree_with_the_dense_table(lm_family, monkeypatch):
     for name in ("latent", "token", "count"):
         assert np.array_equal(getattr(dense, name), getattr(sparse, name))
     assert sparse.mass == pytest.approx(dense.mass)
+
+
+def test_browser_of_a_source_without_tokens_lists_classes_and_mcs(family, tmp_path):
+    classes = latents.classify(family, 32, 2048)
+    page = browser.write_browser(family, classes, 64, 0.5, "synthetic_32", tmp_path / "out")
+    text = page.path.read_text()
+    assert len(re.findall(r"<tr data-latent=", text)) == 32 and "<mark>" not in text
+    assert "no contexts: this source has no tokens" in text and not re.search(r"\bnan\b", text)
