@@ -25,8 +25,12 @@ The **token-level proxy** of a feature is the share of its activation mass on it
 most-activating token ids, ``share = Σ_{t ∈ top-k} m_t / Σ_t m_t`` with ``m_t`` the sum of the
 feature's activations on token id t; 1 for a feature that fires on at most k distinct tokens. It
 is defined only for features with at least ``MIN_FIRINGS`` firings in the sample (with fewer,
-the share is 1 by construction). Beside it, the entropy (bits) of the distribution of the token
-ids it fires on, ``H = −Σ_t p_t log2 p_t`` with ``p_t`` the share of its firings on t.
+the share is 1 by construction). A feature with few firings still puts them on few tokens by chance,
+so the comparison is repeated at an equal number of firings: the share of its k most frequent tokens
+among ``MIN_FIRINGS`` firings drawn without replacement (:meth:`TokenMass.matched_top_share`).
+Beside it, the entropy (bits) of the distribution of the token ids it fires on,
+``H = −Σ_t p_t log2 p_t`` with ``p_t`` the share of its firings on t. Groups are compared by their
+means with percentile bootstrap intervals (Efron & Tibshirani 1993) and by Cliff's delta (Cliff 1993).
 
 The synthetic source has no tokens: its cards show density, histogram and MCS and say so.
 """
@@ -105,6 +109,22 @@ class TokenMass:
         top = np.bincount(self.latent[rank < k], self.mass[rank < k], minlength=self.size)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(total > 0, top / total, np.nan)
+
+    def matched_top_share(self, m: int, k: int = TOP_K_TOKENS, draws: int = 20, seed: int = 0) -> np.ndarray:
+        """[L] the proxy at an equal number of firings: of ``m`` firings drawn without replacement from a
+        latent's firings (its token counts, a multivariate hypergeometric draw), the share on the ``k``
+        tokens drawn most often, averaged over ``draws`` draws; NaN for a latent with fewer than m firings.
+        A feature with few firings puts them on few tokens by chance alone; at equal m that advantage goes."""
+        out = np.full(self.size, np.nan)
+        rng = np.random.default_rng([seed, 21, m])
+        starts = np.searchsorted(self.latent, np.arange(self.size + 1))
+        for j in range(self.size):
+            c = self.count[starts[j]:starts[j + 1]]
+            if c.sum() < m:
+                continue
+            drawn = np.sort(rng.multivariate_hypergeometric(c, m, size=draws), axis=1)[:, ::-1]
+            out[j] = drawn[:, :k].sum(1).mean() / m
+        return out
 
     def entropy(self) -> np.ndarray:
         """[L] entropy in bits of the distribution of token ids each latent fires on (NaN: never fires)."""
@@ -715,6 +735,7 @@ class ProxyComparison:
     has_tokens: bool = True
     entropy_low: float | None = None  # mean entropy (bits) of the firing-token distribution
     entropy_high: float | None = None
+    matched: ProxyComparison | None = None  # the same comparison at an equal number of firings per feature
 
 
 def cliffs_delta(a: np.ndarray, b: np.ndarray) -> float:
@@ -754,10 +775,11 @@ def bootstrap_diff_ci(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, level: f
 
 def compare_proxy(share: np.ndarray, entropy: np.ndarray | None, counts: np.ndarray, active: np.ndarray,
                   low: np.ndarray, size: int, against: int, k: int = TOP_K_TOKENS, min_firings: int = MIN_FIRINGS,
-                  seed: int = 0) -> ProxyComparison:
+                  seed: int = 0, matched: np.ndarray | None = None) -> ProxyComparison:
     """Compare the proxy of active low-MCS and active high-MCS features that fired at least ``min_firings``
     times: each group's mean with a bootstrap interval, the difference of means with its interval, and
-    Cliff's delta."""
+    Cliff's delta; with ``matched`` (the proxy at an equal number of firings,
+    :meth:`TokenMass.matched_top_share`) the same comparison of it."""
     share, counts, active, low = (np.asarray(v) for v in (share, counts, active, low))
     enough = active & (counts >= min_firings)
     groups = {}
@@ -771,9 +793,11 @@ def compare_proxy(share: np.ndarray, entropy: np.ndarray | None, counts: np.ndar
     if entropy is not None:
         entropy = np.asarray(entropy)
         ent = tuple(float(entropy[enough & m].mean()) if (enough & m).any() else None for m in (low, ~low))
+    same_n = None if matched is None else compare_proxy(matched, None, counts, active, low, size, against, k,
+                                                        min_firings, seed)
     return ProxyComparison(size, against, k, min_firings, ga, gb, float(a.mean() - b.mean()) if both else None,
                            bootstrap_diff_ci(a, b, seed=seed), cliffs_delta(a, b) if both else None,
-                           int((active & ~enough).sum()), True, *ent)
+                           int((active & ~enough).sum()), True, *ent, same_n)
 
 
 def proxy_comparison(family: Family, classes: LatentClasses, against: int, cutoff: float, seed: int = 0
@@ -786,8 +810,9 @@ def proxy_comparison(family: Family, classes: LatentClasses, against: int, cutof
         empty = GroupSummary("low", 0, None, None)
         return ProxyComparison(size, against, TOP_K_TOKENS, MIN_FIRINGS, empty, GroupSummary("high", 0, None, None),
                                None, None, None, 0, has_tokens=False)
-    return compare_proxy(stats.token_mass.top_share(), stats.token_mass.entropy(), stats.counts, classes.active,
-                         mcs < cutoff, size, against, seed=seed)
+    mass = stats.token_mass
+    return compare_proxy(mass.top_share(), mass.entropy(), stats.counts, classes.active, mcs < cutoff, size, against,
+                         seed=seed, matched=mass.matched_top_share(MIN_FIRINGS, seed=seed))
 
 
 def _group_text(g: GroupSummary, what: str) -> str:
@@ -831,9 +856,29 @@ def proxy_sentence(c: ProxyComparison) -> str:
                    f"({c.diff:+.0%}; Cliff's delta {delta:+.2f}), includes no difference: the two groups are "
                    "about equally token-specific at this sample size.")
     if c.entropy_low is not None and c.entropy_high is not None:
-        verdict += (f" The entropy of the tokens they fire on agrees in kind: {c.entropy_low:.2f} bits for the "
-                    f"low-MCS and {c.entropy_high:.2f} bits for the high-MCS features on average.")
-    return text + verdict
+        verdict += (f" The entropy of the tokens they fire on is {c.entropy_low:.2f} bits for the low-MCS and "
+                    f"{c.entropy_high:.2f} bits for the high-MCS features on average.")
+    return text + verdict + _matched_text(c.matched)
+
+
+def _matched_text(m: ProxyComparison | None) -> str:
+    """The comparison repeated at an equal number of firings per feature, as one sentence (empty without it)."""
+    if m is None or m.diff is None:
+        return ""
+    interval = (f" (95% interval {m.diff_ci[0]:+.0%} to {m.diff_ci[1]:+.0%})" if m.diff_ci is not None else
+                " (no interval: a single feature in a group)")
+    if m.diff_ci is not None and m.diff_ci[0] > 0:
+        kind = "the low-MCS features stay more token-specific"
+    elif m.diff_ci is not None and m.diff_ci[1] < 0:
+        kind = "the low-MCS features are less token-specific"
+    elif m.diff_ci is not None:
+        kind = "the difference is within chance"
+    else:
+        kind = "no direction is claimed"
+    return (f" A feature with few firings puts them on few tokens by chance alone, so the share is also taken on "
+            f"{m.min_firings} firings drawn at random from each feature: {m.low.mean:.0%} for the low-MCS and "
+            f"{m.high.mean:.0%} for the high-MCS features, a difference of {m.diff:+.0%}{interval}, Cliff's delta "
+            f"{m.cliffs_delta:+.2f}; {kind}.")
 
 
 # ------------------------------------------------------------------ top tokens of tree nodes (chapter 7)

@@ -270,3 +270,21 @@ def test_browser_of_a_source_without_tokens_lists_classes_and_mcs(family, tmp_pa
     text = page.path.read_text()
     assert len(re.findall(r"<tr data-latent=", text)) == 32 and "<mark>" not in text
     assert "no contexts: this source has no tokens" in text and not re.search(r"\bnan\b", text)
+
+
+def test_matched_proxy_removes_the_advantage_of_few_firings():
+    # latent 0: 40 firings on 40 distinct tokens; latent 1: 20 firings on one token; latent 2: too few firings
+    latent = np.array([0] * 40 + [1, 2])
+    m = cards.TokenMass(latent, np.r_[np.arange(40), 7, 8], np.ones(42), np.r_[np.ones(40, int), 20, 5], 3)
+    share = m.matched_top_share(20, k=5)
+    assert share[0] == pytest.approx(5 / 20) and share[1] == 1.0 and np.isnan(share[2])
+
+
+def test_proxy_sentence_repeats_the_comparison_at_equal_firings():
+    share = np.array([0.9, 0.95, 0.85, 0.3, 0.35, 0.4])
+    matched = np.array([0.5, 0.45, 0.55, 0.5, 0.45, 0.55])
+    low = np.array([True] * 3 + [False] * 3)
+    c = cards.compare_proxy(share, None, np.full(6, 30), np.ones(6, bool), low, 128, 512, matched=matched)
+    assert c.matched is not None and c.matched.diff == pytest.approx(0.0)
+    s = cards.proxy_sentence(c)
+    assert "more token-specific" in s and "20 firings drawn at random" in s and "within chance" in s
