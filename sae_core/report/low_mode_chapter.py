@@ -30,11 +30,26 @@ class Setting:
     threshold: float  # the source's density threshold
     row: answer.SettingRow
     near_duplicates_mid: float  # share of mid's rows with another of its rows at cosine > 0.99
+    # resampling only: share of DATA_DUPLICATE_ROWS random held-out activations with a near-duplicate among
+    # them (resampling starts latents at activations, so repetitive data gives near-duplicate rows)
+    data_near_duplicates: float | None = None
 
     @property
     def main(self) -> bool:
         """One of the two initialisations without other changes (the settings the answer is stated for)."""
         return self.overrides in MAIN_SETTINGS
+
+
+DATA_DUPLICATE_ROWS = 2000  # random held-out activations whose near-duplicates are counted beside resampling
+
+
+def data_near_duplicate_share(family: Family, n_rows: int = DATA_DUPLICATE_ROWS, seed: int = 0) -> float | None:
+    """:func:`near_duplicate_share` of ``n_rows`` held-out activations drawn at random (None without activations)."""
+    if not family.has_activations:
+        return None
+    x = family.sample(family.heldout_n(max(n_rows, 65536)))
+    rows = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n_rows]
+    return near_duplicate_share(x[rows])
 
 
 def near_duplicate_share(features: torch.Tensor, threshold: float = 0.99) -> float:
@@ -162,7 +177,8 @@ class LowModeChapter:
                 row = answer.setting_row(label, fam_set, self.ab_small, self.mid, self._large(fam), self._cutoff(fam),
                                          self.n_heldout, threshold)
                 out.append(Setting(label, fam, fam_set, dict(overrides), threshold, row,
-                                   near_duplicate_share(fam_set.features(self.mid))))
+                                   near_duplicate_share(fam_set.features(self.mid)),
+                                   data_near_duplicate_share(fam) if overrides.get("resample_every") else None))
         return out
 
     def scatter_panels(self, settings: Sequence[Setting]) -> list[tuple[str, answer.LowByClass]]:
@@ -261,6 +277,10 @@ class LowModeChapter:
                 f"With {s.label}, the {self.mid}-feature dictionary's low part is {answer.verdict(s.row.mid)} "
                 f"({s.row.mid.n_low} low features, {s.row.mid.active} of them active), and "
                 f"{s.near_duplicates_mid:.1%} of its rows have a near-duplicate (cosine > 0.99) in the same dictionary."
+                + ("" if s.data_near_duplicates is None else
+                   " Resampling starts latents at activations, and the activations repeat: "
+                   f"{s.data_near_duplicates:.1%} of {DATA_DUPLICATE_ROWS:,} held-out activations drawn at random "
+                   "have a near-duplicate among them.")
                 for s in extra)
         return text
 

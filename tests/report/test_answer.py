@@ -122,3 +122,21 @@ def test_encoder_sentence_tells_shared_encoders_from_random_ones():
     assert "do not share one direction beyond chance" in answer.encoder_sentence("x", _direction_test(0.02, 0.01))
     one = answer.encoder_sentence("language model", _direction_test(0.3, 0.3, n=1))
     assert "fewer than two ultralow latents" in one and "nan" not in one
+
+
+def test_resampling_settings_state_how_repetitive_the_activations_are(family):
+    import torch
+
+    share = low_mode_chapter.data_near_duplicate_share(family, n_rows=300)
+    x = family.sample(family.heldout_n(65536))
+    rows = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:300]]
+    brute = np.mean([max(float(torch.nn.functional.cosine_similarity(rows[i], rows[j], dim=0))
+                         for j in range(300) if j != i) > 0.99 for i in range(300)])
+    assert share == pytest.approx(brute)
+    chapter = low_mode_chapter.LowModeChapter([family], 16, 32, 64, [16, 32], 0.99, 2048)
+    settings = chapter.settings([{"resample_every": 20}], progress=False)
+    resampled = [s for s in settings if s.overrides.get("resample_every")]
+    assert len(resampled) == 1 and all(s.data_near_duplicates is None for s in settings if s is not resampled[0])
+    text = chapter.ablation_sentence(settings)
+    assert f"{resampled[0].data_near_duplicates:.1%} of 2,000 held-out activations drawn at random" in text
+    assert "Dictionaries read from disk" in chapter.ablation_sentence([])
