@@ -815,11 +815,22 @@ def proxy_comparison(family: Family, classes: LatentClasses, against: int, cutof
                          seed=seed, matched=mass.matched_top_share(MIN_FIRINGS, seed=seed))
 
 
+def _interval(g: GroupSummary) -> str:
+    return f" (95% interval {g.ci[0]:.0%}–{g.ci[1]:.0%})" if g.ci is not None else ""
+
+
 def _group_text(g: GroupSummary, what: str) -> str:
+    """``the 33 active low-MCS features put 89% of their mass there on average (95% interval …)``."""
     if g.n == 1:
-        return f"the one {what} feature puts {g.mean:.0%}"
-    ci = f" (95% interval {g.ci[0]:.0%}–{g.ci[1]:.0%})" if g.ci is not None else ""
-    return f"the {g.n} {what} features put {g.mean:.0%} on average{ci}"
+        return f"the one {what} feature puts {g.mean:.0%} of its mass there"
+    return f"the {g.n} {what} features put {g.mean:.0%} of their mass there on average{_interval(g)}"
+
+
+def _against_text(g: GroupSummary, what: str) -> str:
+    """``46% for the 718 high-MCS features (95% interval …)``."""
+    if g.n == 1:
+        return f"{g.mean:.0%} for the one {what} feature"
+    return f"{g.mean:.0%} for the {g.n} {what} features{_interval(g)}"
 
 
 def proxy_sentence(c: ProxyComparison) -> str:
@@ -834,13 +845,12 @@ def proxy_sentence(c: ProxyComparison) -> str:
     if c.low.n == 0 and c.high.n == 0:
         return base + "no active feature fired often enough to compare."
     if c.low.n == 0:
-        return base + (_group_text(c.high, "high-MCS") + " of their mass there; no active low-MCS feature fired "
-                       "often enough to compare them with.")
+        return base + (_group_text(c.high, "high-MCS") + "; no active low-MCS feature fired often enough to "
+                       "compare them with.")
     if c.high.n == 0:
-        return base + (_group_text(c.low, "active low-MCS") + " of their mass there; no high-MCS feature fired "
-                       "often enough to compare them with.")
-    text = base + _group_text(c.low, "active low-MCS") + ", against " + _group_text(c.high, "high-MCS").replace(
-        "the ", "", 1) + ". "
+        return base + (_group_text(c.low, "active low-MCS") + "; no high-MCS feature fired often enough to "
+                       "compare them with.")
+    text = base + _group_text(c.low, "active low-MCS") + ", against " + _against_text(c.high, "high-MCS") + ". "
     delta = c.cliffs_delta if c.cliffs_delta is not None else 0.0
     if c.diff_ci is None:
         verdict = (f"With a single feature in a group there is no interval for the difference "
