@@ -319,7 +319,8 @@ class Vocabulary:
 
     def label(self, token: int) -> str:
         """The token for a list of tokens: spaces shown as ␣ so a space token is visible."""
-        return self.text(token).replace(" ", "␣")
+        text = self.text(token)
+        return text if text.startswith("⟨") and text.endswith("⟩") else text.replace(" ", "␣")
 
 
 def _byte_level_alphabet() -> dict[str, int]:

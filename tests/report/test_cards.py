@@ -288,3 +288,17 @@ def test_proxy_sentence_repeats_the_comparison_at_equal_firings():
     assert c.matched is not None and c.matched.diff == pytest.approx(0.0)
     s = cards.proxy_sentence(c)
     assert "more token-specific" in s and "20 firings drawn at random" in s and "within chance" in s
+
+
+def test_byte_level_pieces_show_as_bytes_and_spaces_as_visible_marks():
+    class ByteLevel:
+        def decode(self, ids):
+            return {1: " a", 2: "\ufffd", 3: "\x7f"}[ids[0]]
+
+        def convert_ids_to_tokens(self, i):
+            return {1: "Ġa", 2: "ĠâĢ", 3: "\x7f"}[i]
+
+    vocab = cards.Vocabulary(ByteLevel())
+    assert vocab.label(1) == "␣a" and vocab.text(1) == " a"
+    assert vocab.text(2) == vocab.label(2) == "⟨20 e2 80⟩"  # a space and the first bytes of "–"
+    assert vocab.text(3) == "\\x7f" and vocab.text(-1) == "…"
