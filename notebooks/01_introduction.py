@@ -72,10 +72,10 @@ if recon and "lm" in params:
 
 # %%
 n_fire = family.heldout_n(n_heldout) if recon else None
+held = family.heldout_available if recon and "lm" in params else None  # a language model's held-out documents
 eval_text = sentences.evaluation_sentences(
     recon, n_fire, analysis.detection_limit(n_fire) if n_fire else None,
-    None if family.heldout_available is None else params["lm"]["heldout_share"], family.heldout_available,
-    len(family.source) if family.heldout_available is not None else None)
+    None if held is None else params["lm"]["heldout_share"], held, None if held is None else len(family.source))
 if ce is not None:
     first = ce[family.sizes[0]]
     eval_text += " " + sentences.loss_sentence(n_eval_batches, first.n_tokens, first.clean, first.zero)
