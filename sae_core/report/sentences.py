@@ -297,9 +297,11 @@ def truth_cross_sentence(triples: Sequence[Sequence[int]], results: Sequence) ->
 def bimodal_verdict(shape, small: int, large: int, bimodal_sizes: Sequence[int]) -> str:
     """The post's first claim (``shape``: :func:`stats.bimodality` of the post's pair)."""
     if shape.bimodal:
+        dip = shape.valley / min(shape.low_peak, shape.high_peak)
+        valley = ("No histogram bin between the modes held a feature." if round(dip, 2) == 0 else
+                  f"The emptiest bin between them had {dip:.2f} of the smaller peak's density.")
         text = (f"Reproduced for {small} vs {large}. The modes sat at {shape.low_mode:.2f} and "
-                f"{shape.high_mode:.2f}. {shape.low_mass:.1%} of the features lay below 0.5. The valley was "
-                f"{shape.valley / min(shape.low_peak, shape.high_peak):.2f} of the smaller peak.")
+                f"{shape.high_mode:.2f}. {shape.low_mass:.1%} of the features lay below 0.5. {valley}")
     elif shape.low_mass == 0:
         text = f"Not reproduced for {small} vs {large}: no feature lay below 0.5, so there is no low mode."
     else:

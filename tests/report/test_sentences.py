@@ -200,6 +200,9 @@ def test_cross_verdict_constant_and_tiny_samples():
 def test_bimodal_verdict_cases():
     shape = stats.Bimodality(0.3, 0.9, 2.0, 3.0, 0.5, 0.4, True)
     assert no_nan(s.bimodal_verdict(shape, 128, 512, [128])).startswith("Reproduced for 128 vs 512")
+    assert "0.25 of the smaller peak's density" in s.bimodal_verdict(shape, 128, 512, [128])
+    empty_valley = stats.Bimodality(0.3, 0.9, 2.0, 3.0, 0.0, 0.4, True)
+    assert "No histogram bin between the modes held a feature" in s.bimodal_verdict(empty_valley, 128, 512, [128])
     none_low = stats.Bimodality(float("nan"), 0.9, float("nan"), float("nan"), float("nan"), 0.0, False)
     text = no_nan(s.bimodal_verdict(none_low, 128, 512, []))
     assert "no feature lay below 0.5" in text and "No smaller size" in text
