@@ -253,8 +253,8 @@ def truth_nulls_sentence(cmp, requested: int) -> str:
         return ""
     fewer = f" {requested} had too few low features to compare." if cmp.size != requested else ""
     return (f"On the ground-truth source trained with the same settings, {int(cmp.learned_low.size)} features of "
-            f"{cmp.size} lay below the null cutoff {cmp.cutoff:.3f} against {cmp.against}.{fewer} Their low part "
-            f"was {cmp.verdict}.")
+            f"the {cmp.size}-feature dictionary lay below the null cutoff {cmp.cutoff:.3f} against {cmp.against}."
+            f"{fewer} Their low part was {cmp.verdict}.")
 
 
 # ------------------------------------------------------------------ chapter 6: cross-dictionary correlation
