@@ -74,22 +74,13 @@ small, large = analysis.compared_pair(family, small_size, large_size)
 chapter = low_mode_chapter.LowModeChapter(sources, small, mid_size, large, ablation_sizes, null_quantile, n_heldout)
 glue("n_heldout", chapter.n_heldout_text, display=False)
 glue("threshold_sentence", chapter.threshold_sentence(), display=False)
-glue("chance_cutoffs", chapter.chance_cutoffs(seed=seed), display=False)
+glue("chance_cutoffs", chapter.chance_sentence(seed=seed), display=False)
 plots.glue_figure("fig_density", plots.density_histograms(chapter.density_panels()))
-display(plots.table(*chapter.class_table()))
 
 # %% [markdown]
 # ## Latent classes
 #
 # {glue:text}`n_heldout` {glue:text}`threshold_sentence`
-#
-# Two chance lines, for two questions. A decoder row that never moved from its random
-# initialisation is a random direction in all d dimensions, so the d-dimensional null is its
-# chance model, and it defines "low" on every page. A *trained* feature lives where the data
-# do, and the activations span far fewer dimensions than d; "better than chance" for a trained
-# feature needs a null drawn in that span. {glue:text}`chance_cutoffs`
-# Claims that a trained feature recurs (high shares, splitting, seed sharing) use the
-# d-dimensional cutoff and are upper bounds on what exceeds chance inside the span.
 #
 # ```{glue:figure} fig_density
 # :name: fig-density
@@ -100,14 +91,36 @@ display(plots.table(*chapter.class_table()))
 # ultralow threshold.
 # ```
 
+# %%
+display(plots.table(*chapter.class_table()))
+
+# %% [markdown]
+# *Table.* Each source's latents by class and size, on held-out activations. "Unmoved": the
+# decoder row is still within cosine 0.9 of its initialisation.
+#
+# Two chance lines answer two questions. A decoder row that never moved from its random
+# initialisation is a random direction in all d dimensions. The d-dimensional null is its
+# chance model, and it defines "low" on every page. A *trained* feature lives where the data
+# do, and the activations span far fewer dimensions than d. Chance for a trained feature is
+# a null drawn in that span. {glue:text}`chance_cutoffs` Claims that a trained feature recurs
+# (high shares, splitting, seed sharing) use the d-dimensional cutoff. Inside the span they
+# are upper bounds on what exceeds chance.
+
+# %%
+display(plots.table(*chapter.chance_table(seed=seed)))
+
+# %% [markdown]
+# *Table.* The chance lines against each source's largest dictionary: the d-dimensional null,
+# random directions in the span of the principal components that hold 99% of the
+# activations' variance, and Gaussian draws with the activations' mean and covariance. The
+# last column gives the share of the small dictionary above each cutoff.
+
 # %% tags=["nbval-ignore-output"]
 settings = chapter.settings(ablations if retrainable else [], progress=True)
 
 # %%
 plots.glue_figure("fig_mcs_density", plots.mcs_vs_density(chapter.scatter_panels(settings)))
 plots.glue_figure("fig_mcs_init", plots.mcs_vs_init_cosine(chapter.scatter_panels(settings)))
-display(plots.table(*chapter.low_class_table(settings)))
-display(plots.table(*chapter.robustness_table(settings)))
 answers = chapter.answer_sentences(settings)
 glue("answer_sentences", " ".join(answers), display=False)
 glue("answer_lead", answers[0] if answers else chapter.n_heldout_text, display=False)  # the abstract's sentence
@@ -132,11 +145,22 @@ glue("verdict_low", chapter.overall(settings), display=False)
 # coloured by firing class (active blue, ultralow orange, never fires grey).
 # ```
 #
-# The first table gives, for each setting, the share of the low features in each class and
-# the share of each class that is low; the second counts the low features' classes on
-# growing held-out samples, to show how much "never fires" depends on n.
-#
 # {glue:text}`answer_sentences`
+
+# %%
+display(plots.table(*chapter.low_class_table(settings)))
+
+# %% [markdown]
+# *Table.* The low features of each setting by class: the share of the low features in each
+# class, and the share of each class that is low.
+
+# %%
+display(plots.table(*chapter.robustness_table(settings)))
+
+# %% [markdown]
+# *Table.* The low features' classes counted on growing held-out samples. "Never fires"
+# depends on n; movement does not.
+#
 #
 # ## Answer
 #

@@ -87,13 +87,15 @@ class DensityThreshold:
     n_samples: int  # held-out activations the densities were counted on
     modes: tuple[float, float] | None  # log10 densities of the two modes the valley lies between
 
-    def describe(self) -> str:
-        """How the threshold was chosen, as a sentence."""
+    def describe(self, lead: bool = True) -> str:
+        """How the threshold was chosen, as a sentence (``lead=False``: to follow "On the <source>, ")."""
         if self.from_valley:
-            return (f"The threshold {self.value:.1e} is the valley of the log-density histogram between its modes at "
-                    f"{10 ** self.modes[0]:.1e} and {10 ** self.modes[1]:.1e}.")
-        return (f"The log-density histogram has no valley between two modes a decade apart, so the threshold is the "
-                f"stated fallback {self.value:.0e}.")
+            text = (f"the ultralow threshold is {self.value:.1e}: the valley of the log-density histogram between its "
+                    f"modes at {10 ** self.modes[0]:.1e} and {10 ** self.modes[1]:.1e}.")
+        else:
+            text = (f"the log-density histogram has no valley between two modes a decade apart, so the ultralow "
+                    f"threshold is the stated fallback {self.value:.0e}.")
+        return text[:1].upper() + text[1:] if lead else text
 
 
 def density_valley(log_density: np.ndarray, low: float, bin_width: float = VALLEY_BIN

@@ -52,6 +52,36 @@ def data_near_duplicate_share(family: Family, n_rows: int = DATA_DUPLICATE_ROWS,
     return near_duplicate_share(x[rows])
 
 
+@dataclass
+class ChanceLines:
+    """One source's three chance models for the MCS against its largest dictionary (see chance_lines)."""
+
+    source: str
+    d: int
+    large: int
+    small: int
+    null_q: float
+    d_cutoff: float  # the d-dimensional null's quantile: "low" on every page
+    span_dim: int  # principal components holding 99% of the activations' variance
+    span_median: float
+    span_cutoff: float
+    gauss_median: float
+    gauss_cutoff: float
+    above: tuple[float, float, float] | None  # share of the small dictionary above each cutoff (None: not trained)
+
+
+def chance_sentence(c: ChanceLines) -> str:
+    """What the span does to chance, for one source, in two short sentences."""
+    q = f"{c.null_q:.0%}"
+    text = (f"On the {c.source}, the activations span {c.span_dim} of {c.d} dimensions. Random directions in that "
+            f"span reach an MCS of {c.span_cutoff:.3f} against {c.large} ({q} quantile); in all {c.d} dimensions "
+            f"they reach {c.d_cutoff:.3f}.")
+    if c.above is not None:
+        text += (f" Of the {c.small} features, {c.above[0]:.1%} lie above the {c.d}-dimensional cutoff and "
+                 f"{c.above[1]:.1%} above the span's.")
+    return text
+
+
 def near_duplicate_share(features: torch.Tensor, threshold: float = 0.99) -> float:
     """Share of rows that have another row of the same matrix at cosine above ``threshold``."""
     f = torch.nn.functional.normalize(features.float(), dim=1)
@@ -78,6 +108,7 @@ class LowModeChapter:
         self.ab_sizes = sorted(set(ablation_sizes) | {large})
         self.mid = mid if mid in self.ab_sizes else self.ab_sizes[-2]
         self.ab_small = small if small in self.ab_sizes else self.ab_sizes[0]
+        self._memo: dict[Any, Any] = {}
         self.thresholds = {f.key: latents.density_threshold(f, n_heldout) for f in self.sources
                            if f.has_activations}
 
@@ -105,18 +136,21 @@ class LowModeChapter:
         return "Firing density is counted " + "; ".join(parts) + "."
 
     def threshold_sentence(self) -> str:
-        return " ".join(f"On the {low_mode.source_label(f)}: {self.thresholds[f.key].describe()}"
+        return " ".join(f"On the {low_mode.source_label(f)}, {self.thresholds[f.key].describe(lead=False)}"
                         for f in self.sources if f.key in self.thresholds)
 
-    def chance_cutoffs(self, n_samples: int = 65536, seed: int = 0) -> str:
-        """The two chance models, per source: the d-dimensional null (right for rows still at their random
-        initialisation; it defines "low") and two nulls for trained features that live where the data do
-        (random directions in the span of the top principal components holding 99% of the variance, and
-        Gaussian draws with the activations' mean and covariance), with the share of the small dictionary
-        above each cutoff."""
+    def chance_lines(self, n_samples: int = 65536, seed: int = 0) -> list[ChanceLines]:
+        """The chance models of each source with activations: the d-dimensional null (right for rows still at
+        their random initialisation; it defines "low") and two nulls for trained features that live where the
+        data do (random directions in the span of the top principal components holding 99% of the variance, and
+        Gaussian draws with the activations' mean and covariance), with the share of the small dictionary above
+        each cutoff. Memoised: the table and the sentence read the same draws."""
         from sae_core import nulls
 
-        parts = []
+        key = ("chance", n_samples, seed)
+        if key in self._memo:
+            return self._memo[key]
+        out = []
         for fam in self.sources:
             if not fam.has_activations:
                 continue
@@ -126,18 +160,27 @@ class LowModeChapter:
             span = nulls.span_null_mcs(ref, activations=x, q=self.null_q, seed=seed)
             gauss = nulls.gaussian_null_mcs(ref, activations=x, q=self.null_q, seed=seed)
             v = low_mode.mcs(fam, self.small, large) if self.small in fam.saes else None
-            above = "" if v is None else (
-                f"; {(v >= self._cutoff(fam)).mean():.1%} of the {self.small} features lie above the first, "
-                f"{(v >= span.cutoff).mean():.1%} above the second and {(v >= gauss.cutoff).mean():.1%} above the "
-                "third")
-            parts.append(
-                f"On the {low_mode.source_label(fam)}, against its {large}-feature dictionary: the "
-                f"{fam.d_in}-dimensional null's {self.null_q:.0%} quantile is {self._cutoff(fam):.3f}; random "
-                "directions inside the "
-                f"{span.dim}-dimensional span that holds 99% of the activations' variance reach a median MCS of "
-                f"{span.median:.3f} and a {self.null_q:.0%} quantile of {span.cutoff:.3f}; directions drawn from the "
-                f"activations' mean and covariance reach {gauss.median:.3f} and {gauss.cutoff:.3f}{above}.")
-        return " ".join(parts)
+            cuts = (self._cutoff(fam), span.cutoff, gauss.cutoff)
+            above = None if v is None else tuple(float((v >= c).mean()) for c in cuts)
+            out.append(ChanceLines(low_mode.source_label(fam), fam.d_in, large, self.small, self.null_q, cuts[0],
+                                   span.dim, span.median, span.cutoff, gauss.median, gauss.cutoff, above))
+        self._memo[key] = out
+        return out
+
+    def chance_table(self, n_samples: int = 65536, seed: int = 0) -> tuple[list[str], list[list[object]]]:
+        q = f"{self.null_q:.0%}"
+        return (["source", f"d-dimensional null: {q} quantile", "span (99% of variance)", f"span null: median / {q}",
+                 f"Gaussian null: median / {q}", f"{self.small} above each (d / span / Gaussian)"],
+                [[c.source, f"{c.d_cutoff:.3f} (d = {c.d})", f"{c.span_dim} dimensions",
+                  f"{c.span_median:.3f} / {c.span_cutoff:.3f}", f"{c.gauss_median:.3f} / {c.gauss_cutoff:.3f}",
+                  "–" if c.above is None else " / ".join(f"{a:.1%}" for a in c.above)]
+                 for c in self.chance_lines(n_samples, seed)])
+
+    def chance_sentence(self, n_samples: int = 65536, seed: int = 0) -> str:
+        lines = self.chance_lines(n_samples, seed)
+        if not lines:
+            return "Dictionaries read without activations have no span to draw a null in."
+        return " ".join(chance_sentence(c) for c in lines)
 
     def _classes(self, fam: Family, size: int) -> latents.LatentClasses:
         return latents.classify(fam, size, self.n_heldout, self.thresholds[fam.key].value)

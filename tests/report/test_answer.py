@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from sae_core import stats
-from sae_core.report import answer, latents, low_mode_chapter
+from sae_core.report import analysis, answer, latents, low_mode_chapter
 
 
 def make(n_low, never, ultralow, active, unmoved, n=1024, setting="language model, this report's initialisation"):
@@ -97,9 +97,19 @@ def test_near_duplicate_share_finds_copied_rows():
 
 def test_chance_cutoffs_state_both_nulls(family):
     chapter = low_mode_chapter.LowModeChapter([family], 16, 32, 64, [16, 32], 0.99, 2048)
-    text = chapter.chance_cutoffs(n_samples=2048)
-    assert f"null's 99% quantile is {stats.null_cutoff(8, 64):.3f}" in text
-    assert "span that holds 99% of the activations' variance" in text and "nan" not in text
+    text = chapter.chance_sentence(n_samples=2048)
+    (line,) = chapter.chance_lines(n_samples=2048)
+    assert line.d_cutoff == pytest.approx(stats.null_cutoff(8, 64))
+    assert f"in all 8 dimensions they reach {stats.null_cutoff(8, 64):.3f}" in text and "nan" not in text
+    assert f"the activations span {line.span_dim} of 8 dimensions" in text
+    v = analysis.mcs_values(family, 16, 64)
+    assert line.above[0] == pytest.approx(float((v >= line.d_cutoff).mean()))
+    assert f"{line.above[1]:.1%} above the span's" in text
+    header, rows = chapter.chance_table(n_samples=2048)
+    assert len(rows) == 1 and len(rows[0]) == len(header) and rows[0][1].startswith(f"{line.d_cutoff:.3f}")
+    assert chapter.chance_lines(n_samples=2048) is chapter.chance_lines(n_samples=2048)  # one set of draws
+    untrained = low_mode_chapter.ChanceLines("x", 8, 64, 16, 0.99, 0.5, 3, 0.4, 0.6, 0.5, 0.7, None)
+    assert low_mode_chapter.chance_sentence(untrained).endswith("they reach 0.500.")
 
 
 def _direction_test(enc_top: float, dec_top: float, n: int = 40) -> "latents.EncoderDirectionTest":
