@@ -213,8 +213,10 @@ glue("ablation_sentence", chapter.ablation_sentence(settings), display=False)
 # initialisation of the code that trained the post's dictionaries (`init="post"`: encoder and
 # decoder drawn independently, decoder rows normalised inside the forward pass) against this
 # report's transposed initialisation, resampling of dead latents from a pool of held-back
-# activations (Bricken et al.'s procedure), and, on the synthetic source, isotropic noise
-# added to the activations (the post's "noise" explanation).
+# activations (Bricken et al.'s procedure), a learning-rate schedule (`lr_warmup` steps of
+# linear warm-up, then linear decay to 0 over the last `lr_decay` share of the steps), and, on
+# the synthetic source, isotropic noise added to the activations (the post's "noise"
+# explanation).
 #
 # {glue:text}`ablation_sentence`
 
