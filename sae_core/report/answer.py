@@ -23,6 +23,61 @@ MIN_LOW = 10  # fewer low-MCS features than this: no low mode to take apart
 MOSTLY = 0.9  # a class holds "the low mode" when it has at least this share of it
 
 
+TRUE_COS = 0.9  # a learned feature "is" a true feature within this cosine (chapter 3's rule)
+
+
+@dataclass
+class TrueMatch:
+    """Ground truth only: how many of the low part's trained features (active and moved) lie within
+    ``TRUE_COS`` of a true feature, against the high-MCS features (Fisher's exact test, two-sided)."""
+
+    low_true: int
+    low: int  # active, moved low features
+    high_true: int
+    high: int
+    p: float | None  # None when either group is empty
+
+    @property
+    def low_share(self) -> float | None:
+        return self.low_true / self.low if self.low else None
+
+    @property
+    def high_share(self) -> float | None:
+        return self.high_true / self.high if self.high else None
+
+
+def true_match(family: Family, size: int, low: np.ndarray, trained_low: np.ndarray) -> TrueMatch | None:
+    """:class:`TrueMatch` for a family whose source knows its true features (None otherwise)."""
+    if family.true_features is None:
+        return None
+    from scipy.stats import fisher_exact
+
+    from sae_core.similarity import max_cosine_similarity
+
+    near = max_cosine_similarity(family.features(size), family.true_features).values.numpy() >= TRUE_COS
+    a, n_a, b, n_b = int(near[trained_low].sum()), int(trained_low.sum()), int(near[~low].sum()), int((~low).sum())
+    p = float(fisher_exact([[a, n_a - a], [b, n_b - b]]).pvalue) if n_a and n_b else None
+    return TrueMatch(a, n_a, b, n_b, p)
+
+
+def true_match_sentence(t: TrueMatch | None) -> str:
+    """Are the low part's trained features real features the larger dictionary missed? Ground truth says
+    (an empty string without ground truth or without active, moved low features)."""
+    if t is None or not t.low:
+        return ""
+    text = (f" Of these {t.low} active, moved low features, {t.low_true} ({t.low_share:.1%}) lie within cosine "
+            f"{TRUE_COS} of a true feature")
+    if t.p is None:  # no high-MCS feature to compare with
+        return text + "."
+    text += (f", against {t.high_true} of the {t.high:,} high-MCS features ({t.high_share:.1%}; Fisher's exact "
+             f"test {stats.format_p(t.p)}).")
+    if t.p >= 0.05:
+        return text + " They are true features about as often as the features both dictionaries share."
+    if t.low_share < t.high_share:
+        return text + " They are less often true features than the features both dictionaries share."
+    return text + " They are more often true features: real features the larger dictionary missed."
+
+
 @dataclass
 class LowByClass:
     """The low-MCS features of one dictionary, by class."""
@@ -45,6 +100,7 @@ class LowByClass:
     median_density_high: float | None
     values: np.ndarray  # MCS of every feature
     classes: latents.LatentClasses
+    truth: TrueMatch | None = None  # ground-truth sources only
 
     @property
     def low_share(self) -> float:
@@ -79,6 +135,7 @@ def low_by_class(family: Family, size: int, against: int, cutoff: float, n_heldo
         None if unmoved is None else int((low & c.active & ~unmoved).sum()),
         None if unmoved is None or not (~low).any() else float(unmoved[~low].mean()),
         median(low), median(~low), values, c,
+        true_match(family, size, low, low & c.active & ~unmoved) if unmoved is not None else None,
     )
 
 
@@ -129,6 +186,7 @@ def answer_sentence(r: LowByClass) -> str:
     else:
         extra = f" {r.active_moved} of them are active and moved." if r.active_moved is not None else ""
         parts += f" The low mode here is not only untrained latents: {r.active} are active.{extra}"
+        parts += true_match_sentence(r.truth)
     return parts
 
 

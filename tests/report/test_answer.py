@@ -150,3 +150,33 @@ def test_resampling_settings_state_how_repetitive_the_activations_are(family):
     text = chapter.ablation_sentence(settings)
     assert f"{resampled[0].data_near_duplicates:.1%} of 2,000 held-out activations drawn at random" in text
     assert "Dictionaries read from disk" in chapter.ablation_sentence([])
+
+
+def test_the_true_match_sentence_compares_low_trained_features_with_high_ones():
+    from scipy.stats import fisher_exact
+
+    none = answer.TrueMatch(0, 56, 239, 968, float(fisher_exact([[0, 56], [239, 729]]).pvalue))
+    text = answer.true_match_sentence(none)
+    assert "Of these 56 active, moved low features, 0 (0.0%) lie within cosine 0.9 of a true feature" in text
+    assert "against 239 of the 968 high-MCS features (24.7%; Fisher's exact test p < 1e-6)" in text
+    assert text.endswith("less often true features than the features both dictionaries share.")
+    more = answer.TrueMatch(30, 40, 10, 100, float(fisher_exact([[30, 10], [10, 90]]).pvalue))
+    assert answer.true_match_sentence(more).endswith("real features the larger dictionary missed.")
+    alike = answer.TrueMatch(1, 4, 25, 100, 1.0)
+    assert answer.true_match_sentence(alike).endswith("about as often as the features both dictionaries share.")
+    assert answer.true_match_sentence(answer.TrueMatch(2, 5, 0, 0, None)).endswith("of a true feature.")
+    assert answer.true_match_sentence(None) == ""
+    assert answer.true_match_sentence(answer.TrueMatch(0, 0, 3, 9, None)) == ""
+
+
+def test_low_by_class_counts_true_features_on_a_ground_truth_source(family):
+    from sae_core.similarity import max_cosine_similarity
+
+    cut = stats.null_cutoff(8, 64)
+    r = answer.low_by_class(family, 32, 64, cut, 2048, 1e-2, "synthetic")
+    c = latents.classify(family, 32, 2048, 1e-2)
+    low = r.values < cut
+    near = max_cosine_similarity(family.features(32), family.true_features).values.numpy() >= 0.9
+    trained = low & c.active & ~c.unmoved
+    assert (r.truth.low, r.truth.low_true) == (trained.sum(), (near & trained).sum())
+    assert (r.truth.high, r.truth.high_true) == ((~low).sum(), (near & ~low).sum())
