@@ -23,10 +23,17 @@
 #   $e = x - \hat x$: $\mathcal{L} = \lVert x - \hat x\rVert^2 / (Bd) + \alpha_\mathrm{aux}
 #   \lVert e - \hat e\rVert^2 / \lVert e - \bar e\rVert^2$, with Gao et al.'s $\alpha_\mathrm{aux}
 #   = 1/32$ and $k_\mathrm{aux} = d/2$; the encoder starts as the decoder's transpose.
+# - **BatchTopK + AuxK** {cite}`bussmann2024batchtopk` (the `sweep` profile): the top $B \cdot k$
+#   activations of the whole batch are kept, with the same auxiliary loss; at inference one
+#   threshold, a running average of the smallest kept activation, replaces the batch.
+# - **JumpReLU** {cite}`rajamanoharan2024jumping` (the `sweep` profile): $f = \mathrm{ReLU}(z)\,
+#   H(z - \theta)$ with a threshold per latent trained through straight-through pseudo-derivatives,
+#   and an L0 penalty $\lambda \lVert f\rVert_0$ in place of the L1.
 #
 # Each architecture is compared with the ReLU baseline of the same size **at matched sparsity**:
 # k for each size is the ReLU baseline's L0 on held-out activations, rounded, so that a
-# difference in the low mode is not a difference in sparsity. The latent classes are those of
+# difference in the low mode is not a difference in sparsity (JumpReLU's λ is set by the profile,
+# and the chapter states how far its L0 lands). The latent classes are those of
 # the previous chapter (never fires / ultralow / active on held-out activations, with each
 # source's density threshold; unmoved when the decoder row keeps cosine ≥ 0.9 with its initial
 # row).

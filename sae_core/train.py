@@ -14,6 +14,19 @@ initialisation seed. Defaults follow the MCS replication: Adam, lr 1e-3, batch 2
 with ē the batch mean of e (their ``normalized_mse``), "dead" meaning not fired in the last
 ``dead_window`` steps, this one included, and no L1 term.
 
+Two more architectures train on the plain per-SAE step (the ``sweep`` profile's chapter):
+
+* ``activation="batchtopk"`` (Bussmann, Leask & Nanda 2024, "BatchTopK Sparse Autoencoders",
+  arXiv:2412.06410): the top ``B·k`` entries of ReLU(z) over the whole batch are kept, with the
+  same AuxK term; a threshold θ, an exponential moving average (``threshold_beta``) of the smallest
+  kept positive activation of each batch, replaces the batch at inference: the saved dictionary is
+  a JumpReLU one, ``f = ReLU(z) · H(z - θ)`` with θ for every latent.
+* ``activation="jumprelu"`` (Rajamanoharan et al. 2024, "Jumping Ahead", arXiv:2407.14435):
+  ``f = ReLU(z) · H(z - θ)`` with a trained threshold θ per latent, loss = MSE + ``l0_coeff`` ·
+  mean_b ||f_b||_0, the Heaviside step given straight-through pseudo-derivatives with a rectangle
+  kernel of bandwidth ε (their eqs. 11-12): ∂f/∂θ = -(θ/ε) K((z-θ)/ε), ∂||f||_0/∂θ = -(1/ε) K((z-θ)/ε),
+  K(u) = 1[|u| < 1/2]. θ starts at ``jump_init`` and is kept ≥ 0 after each step.
+
 Checkpoints (``checkpoint/`` under ``out_dir``: safetensors + JSON, no pickles) hold
 the weights, the Adam moments, the dead-latent counters and the history. Batches are
 addressed by step number (``source.batch(step, batch_size)``), so a resumed run sees
@@ -63,6 +76,8 @@ class ActivationSource(Protocol):
 # cost the same at about 0.10 (benchmarks/train.py).
 SPARSE_BELOW = 0.08
 
+ARCHITECTURES = ("relu", "topk", "batchtopk", "jumprelu")  # TrainConfig.activation (module docstring)
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -97,6 +112,15 @@ class TrainConfig:
     # dead_window steps (400 × 256 = 102,400 tokens by default), since our runs see 300k tokens in all.
     aux_k: int | None = None
     aux_coeff: float = 1 / 32
+    # BatchTopK (Bussmann et al. 2024): k (above) is the mean number of active latents per input; the inference
+    # threshold is an EMA of each batch's smallest kept activation (dictionary_learning uses 0.999 over ~10^5
+    # steps; our runs are ~10^3 steps, so 0.99)
+    threshold_beta: float = 0.99
+    # JumpReLU (Rajamanoharan et al. 2024): L0 coefficient lambda, bandwidth epsilon and initial threshold (theirs:
+    # epsilon = 0.001 and theta_0 = 0.001, for activations normalised to mean squared norm 1 per dimension)
+    l0_coeff: float = 1e-3
+    jump_bandwidth: float = 1e-3
+    jump_init: float = 1e-3
     fused: bool = True  # one hand-written step for the whole family where it applies (same mathematics)
     # The fused step runs sparse (over the active entries of the codes only) while fewer than this
     # share of the batch's (sample, latent) entries are active; 0 keeps it dense. Same mathematics up
@@ -123,11 +147,15 @@ class TrainConfig:
             raise ValueError("need lr > 0 and l1_coeff >= 0")
         if self.lr_warmup < 0 or not 0 <= self.lr_decay < 1:
             raise ValueError(f"need lr_warmup >= 0 and 0 <= lr_decay < 1, got {self.lr_warmup} and {self.lr_decay}")
-        if self.activation not in ("relu", "topk"):
-            raise ValueError(f"TrainConfig.activation must be 'relu' or 'topk', got {self.activation!r}")
-        if self.activation == "topk":
+        if self.activation not in ARCHITECTURES:
+            raise ValueError(f"TrainConfig.activation must be one of {list(ARCHITECTURES)}, got {self.activation!r}")
+        if not (0 <= self.threshold_beta < 1 and self.jump_bandwidth > 0 and self.jump_init >= 0
+                and self.l0_coeff >= 0):
+            raise ValueError("need 0 <= threshold_beta < 1, jump_bandwidth > 0, jump_init >= 0 and l0_coeff >= 0")
+        if self.activation in ("topk", "batchtopk"):
             if self.k is None:
-                raise ValueError("TrainConfig(activation='topk') needs k (an int, or {size: k} for every size)")
+                raise ValueError(f"TrainConfig(activation={self.activation!r}) needs k (an int, or {{size: k}} for "
+                                 "every size)")
             if isinstance(self.k, dict) and set(self.k) != set(self.sizes):
                 raise ValueError(f"TrainConfig.k gives sizes {sorted(self.k)}, but the family has {sorted(self.sizes)}")
             for size in self.sizes:
@@ -140,12 +168,14 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.aux_coeff must be >= 0, got {self.aux_coeff}")
             if self.resample_every:
                 raise ValueError("TopK dictionaries revive dead latents with AuxK, not resampling: "
-                                 "set resample_every=0 with activation='topk'")
+                                 f"set resample_every=0 with activation={self.activation!r}")
         elif self.k is not None:
-            raise ValueError(f"TrainConfig.k is only used by activation='topk', not {self.activation!r}")
+            raise ValueError(f"TrainConfig.k is only used by activation='topk' or 'batchtopk', not {self.activation!r}")
+        if self.activation == "jumprelu" and self.resample_every:
+            raise ValueError("resampling is implemented for ReLU dictionaries only; set resample_every=0")
 
     def k_for(self, size: int) -> int | None:
-        """The TopK k of dictionary ``size`` (None for ReLU)."""
+        """The (Batch)TopK k of dictionary ``size`` (None for ReLU and JumpReLU)."""
         return self.k.get(size) if isinstance(self.k, dict) else self.k
 
     def aux_k_for(self, d_in: int, size: int) -> int:
@@ -201,18 +231,20 @@ class _Member:
 
 
 PARAM_NAMES = ("W_enc", "b_enc", "W_dec")  # trained tensors (b_dec too when use_b_dec)
-LATENT_DIM = {"W_enc": 1, "b_enc": 0, "W_dec": 0, "b_dec": None}  # which axis indexes latents
+LATENT_DIM = {"W_enc": 1, "b_enc": 0, "W_dec": 0, "b_dec": None, "threshold": 0}  # which axis indexes latents
 LATENT_STATS_FILE = "latent_stats.safetensors"  # per-latent firing record, written with the family
 
 
 def _sae_config(cfg: TrainConfig, d_in: int, size: int, provenance: dict[str, Any]) -> SAEConfig:
-    topk = cfg.activation == "topk"
+    relu = cfg.activation == "relu"
     return SAEConfig(
-        d_in=d_in, d_sae=size, l1_coeff=0.0 if topk else cfg.l1_coeff, use_b_dec=cfg.use_b_dec,
+        d_in=d_in, d_sae=size, l1_coeff=cfg.l1_coeff if relu else 0.0, use_b_dec=cfg.use_b_dec,
         seed=sae_seed(cfg.seed, size), provenance=provenance, init=cfg.init,
         # the 2023 code normalised decoder rows inside the forward pass; ours after each step
         decoder_norm="in_forward" if cfg.init == "post" else "after_step",
-        activation=cfg.activation, k=cfg.k_for(size),
+        # BatchTopK infers with one threshold: a JumpReLU dictionary
+        activation="jumprelu" if cfg.activation == "batchtopk" else cfg.activation,
+        k=cfg.k_for(size) if cfg.activation == "topk" else None,
     )
 
 
@@ -221,6 +253,12 @@ def _make_family(cfg: TrainConfig, d_in: int, provenance: dict[str, Any], device
     members = {}
     for size in cfg.sizes:
         sae = SparseAutoencoder(_sae_config(cfg, d_in, size, provenance)).to(device)
+        with torch.no_grad():
+            if cfg.activation == "batchtopk":  # the threshold is estimated, not trained; encoder = decoder^T
+                sae.threshold.requires_grad_(False)
+                sae.W_enc.copy_(sae.W_dec.t())
+            elif cfg.activation == "jumprelu":
+                sae.threshold.fill_(cfg.jump_init)
         params = [p for p in sae.parameters() if p.requires_grad]
         opt = None if fused else torch.optim.Adam(params, lr=cfg.lr)
         counters = [torch.zeros(size, dtype=torch.long, device=device) for _ in range(3)]
@@ -750,27 +788,113 @@ def topk_aux_loss(sae: SparseAutoencoder, x: torch.Tensor, dead: torch.Tensor, a
     f = sae.encode(x)
     x_hat = sae.decode(f)
     mse = (x_hat - x).pow(2).mean()
-    aux = torch.zeros((), device=x.device)
-    if bool(dead.any()) and aux_k and aux_coeff:
-        top = z.masked_fill(~dead, 0.0).topk(min(aux_k, z.shape[1]), dim=1)
-        h = torch.zeros_like(z).scatter(1, top.indices, top.values.relu())
-        e = (x - x_hat).detach()
-        denom = (e - e.mean(0)).pow(2).sum()
-        if float(denom) > 0:
-            aux = (h @ sae.decoder_rows - e).pow(2).sum() / denom
+    aux = _aux_term(sae, z, x, x_hat, dead, aux_k) if aux_coeff else torch.zeros((), device=x.device)
     loss = mse + aux_coeff * aux
     return loss, {"loss": loss.detach(), "mse": mse.detach(), "l1": f.sum(-1).mean().detach(), "f": f.detach(),
                   "aux": aux.detach()}
 
 
-def _plain_step(m: _Member, x: torch.Tensor, cfg: TrainConfig | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    """Today's per-SAE step: autograd through ``SparseAutoencoder.loss`` (TopK: :func:`topk_aux_loss`),
-    Adam, renormalise."""
-    if m.sae.cfg.activation == "topk" and cfg is not None:
-        with torch.no_grad():
-            fired = (m.sae.encode(x) > 0).any(dim=0)
-        dead = (m.steps_since_fired + 1 >= cfg.dead_window) & ~fired
-        loss, parts = topk_aux_loss(m.sae, x, dead, cfg.aux_k_for(m.sae.cfg.d_in, m.sae.cfg.d_sae), cfg.aux_coeff)
+class _JumpReLU(torch.autograd.Function):
+    """f = ReLU(z) · H(z - θ) [B, S] from z [B, S] and θ [S]; backward: ∂f/∂z = H(z - θ) (for θ ≥ 0), and the
+    pseudo-derivative ∂f/∂θ = -(θ/ε) K((z - θ)/ε), K(u) = 1[|u| < 1/2] (Rajamanoharan et al. 2024, eq. 11)."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, theta: torch.Tensor, eps: float) -> torch.Tensor:
+        ctx.save_for_backward(z, theta)
+        ctx.eps = eps
+        return z.relu() * (z > theta)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+        z, theta = ctx.saved_tensors
+        near = ((z - theta).abs() < ctx.eps / 2).to(z.dtype)
+        return g * ((z > theta) & (z > 0)), -(g * near).sum(0) * theta.relu() / ctx.eps, None
+
+
+class _JumpStep(torch.autograd.Function):
+    """H(z - θ) [B, S]; backward: no gradient to z, ∂H/∂θ = -(1/ε) K((z - θ)/ε) (their eq. 12)."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, theta: torch.Tensor, eps: float) -> torch.Tensor:
+        ctx.save_for_backward(z, theta)
+        ctx.eps = eps
+        return (z > theta).to(z.dtype)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> tuple[None, torch.Tensor, None]:
+        z, theta = ctx.saved_tensors
+        near = ((z - theta).abs() < ctx.eps / 2).to(z.dtype)
+        return None, -(g * near).sum(0) / ctx.eps, None
+
+
+def jumprelu_loss(sae: SparseAutoencoder, x: torch.Tensor, l0_coeff: float, eps: float
+                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """JumpReLU with a trained threshold: MSE + l0_coeff · mean_b ||f_b||_0, straight-through (module docstring)."""
+    z = sae.pre_activations(x)
+    f = _JumpReLU.apply(z, sae.threshold, eps)
+    mse = (sae.decode(f) - x).pow(2).mean()
+    l0 = _JumpStep.apply(z, sae.threshold, eps).sum(-1).mean()
+    loss = mse + l0_coeff * l0
+    return loss, {"loss": loss.detach(), "mse": mse.detach(), "l1": f.sum(-1).mean().detach(), "f": f.detach()}
+
+
+def batchtopk_aux_loss(sae: SparseAutoencoder, x: torch.Tensor, k: int, dead: torch.Tensor, aux_k: int,
+                       aux_coeff: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """BatchTopK: the top B·k entries of ReLU(z) over the batch, MSE plus the AuxK term of
+    :func:`topk_aux_loss`. ``parts["min_kept"]`` is the smallest kept positive activation (None if none),
+    from which the inference threshold is estimated."""
+    z = sae.pre_activations(x)
+    a = z.relu()
+    top = a.reshape(-1).topk(min(x.shape[0] * k, a.numel()))
+    f = torch.zeros_like(a).reshape(-1).scatter(0, top.indices, top.values).view_as(a)
+    x_hat = sae.decode(f)
+    mse = (x_hat - x).pow(2).mean()
+    aux = _aux_term(sae, z, x, x_hat, dead, aux_k)
+    loss = mse + aux_coeff * aux
+    kept = top.values[top.values > 0]
+    return loss, {"loss": loss.detach(), "mse": mse.detach(), "l1": f.sum(-1).mean().detach(), "f": f.detach(),
+                  "aux": aux.detach(), "min_kept": kept.min().detach() if len(kept) else None}
+
+
+def _aux_term(sae: SparseAutoencoder, z: torch.Tensor, x: torch.Tensor, x_hat: torch.Tensor, dead: torch.Tensor,
+              aux_k: int) -> torch.Tensor:
+    """AuxK's ||e - ê||² / ||e - ē||² (0 without dead latents or when e does not vary over the batch)."""
+    if not (bool(dead.any()) and aux_k):
+        return torch.zeros((), device=x.device)
+    top = z.masked_fill(~dead, 0.0).topk(min(aux_k, z.shape[1]), dim=1)
+    h = torch.zeros_like(z).scatter(1, top.indices, top.values.relu())
+    e = (x - x_hat).detach()
+    denom = (e - e.mean(0)).pow(2).sum()
+    if float(denom) <= 0:
+        return torch.zeros((), device=x.device)
+    return (h @ sae.decoder_rows - e).pow(2).sum() / denom
+
+
+def _plain_step(m: _Member, x: torch.Tensor, cfg: TrainConfig | None = None, step: int = 0
+                ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Today's per-SAE step: autograd through ``SparseAutoencoder.loss`` (TopK: :func:`topk_aux_loss`; BatchTopK:
+    :func:`batchtopk_aux_loss`; JumpReLU: :func:`jumprelu_loss`), Adam, renormalise. ``step`` (0-based) starts
+    BatchTopK's threshold estimate."""
+    act = cfg.activation if cfg is not None else m.sae.cfg.activation
+    size = m.sae.cfg.d_sae
+    if act in ("topk", "batchtopk") and cfg is not None:
+        if act == "topk":
+            with torch.no_grad():
+                fired = (m.sae.encode(x) > 0).any(dim=0)
+            dead = (m.steps_since_fired + 1 >= cfg.dead_window) & ~fired
+            loss, parts = topk_aux_loss(m.sae, x, dead, cfg.aux_k_for(m.sae.cfg.d_in, size), cfg.aux_coeff)
+        else:
+            with torch.no_grad():
+                a = m.sae.pre_activations(x).relu()
+                fired = torch.zeros(a.numel(), dtype=torch.bool, device=a.device)
+                top = a.reshape(-1).topk(min(x.shape[0] * cfg.k_for(size), a.numel()))
+                fired[top.indices[top.values > 0]] = True
+                fired = fired.view_as(a).any(dim=0)
+            dead = (m.steps_since_fired + 1 >= cfg.dead_window) & ~fired
+            loss, parts = batchtopk_aux_loss(m.sae, x, cfg.k_for(size), dead, cfg.aux_k_for(m.sae.cfg.d_in, size),
+                                             cfg.aux_coeff)
+    elif act == "jumprelu" and cfg is not None:
+        loss, parts = jumprelu_loss(m.sae, x, cfg.l0_coeff, cfg.jump_bandwidth)
     else:
         loss, parts = m.sae.loss(x)
     m.opt.zero_grad(set_to_none=True)
@@ -778,6 +902,12 @@ def _plain_step(m: _Member, x: torch.Tensor, cfg: TrainConfig | None = None) -> 
     m.opt.step()
     if getattr(m.sae.cfg, "decoder_norm", "after_step") == "after_step":
         m.sae.normalize_decoder()
+    with torch.no_grad():
+        if act == "jumprelu" and cfg is not None:
+            m.sae.threshold.clamp_(min=0.0)
+        elif act == "batchtopk" and parts.get("min_kept") is not None:  # the inference threshold's estimate
+            beta = 0.0 if step == 0 else cfg.threshold_beta
+            m.sae.threshold.mul_(beta).add_((1 - beta) * parts["min_kept"])
     f = parts["f"]
     out = {"loss": float(parts["loss"]), "mse": float(parts["mse"]), "l1": float(parts["l1"]),
            "l0": float((f > 0).sum(1).float().mean())}
@@ -888,7 +1018,7 @@ def train_family(
             if fused is not None:
                 fired, parts = fired_all[fused.block(size)], fused_parts.get(size)
             else:
-                f, parts = _plain_step(m, x, cfg)
+                f, parts = _plain_step(m, x, cfg, step)
                 fired = (f > 0).any(dim=0)
             _record_firing(m, fired, step + 1)
             if resample and bool((m.steps_since_fired >= cfg.dead_window).any()):

@@ -36,7 +36,7 @@ TRAIN_KEYS = ("sizes", "n_steps", "batch_size", "lr", "l1_coeff", "seed", "resam
 # Added later, and part of a family's parameters only when not at their defaults, so that the
 # keys of families cached before they existed stay valid.
 OPTIONAL_TRAIN_KEYS = ("normalize_activations", "resample_pool", "activation", "k", "aux_k", "aux_coeff", "dead_window",
-                       "lr_warmup", "lr_decay")
+                       "lr_warmup", "lr_decay", "threshold_beta", "l0_coeff", "jump_bandwidth", "jump_init")
 FAMILY_KEYS = ("source", *TRAIN_KEYS, *OPTIONAL_TRAIN_KEYS, "synthetic", "lm")
 
 

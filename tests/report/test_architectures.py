@@ -36,6 +36,10 @@ def test_matched_k_rounds_the_baselines_l0_within_one_and_the_size():
     assert arch.architecture_overrides({"activation": "topk", "dead_window": 5}, {16: 2}) == {
         "activation": "topk", "dead_window": 5, "k": {16: 2}}
     assert arch.architecture_overrides({}, {16: 2}) == {}
+    assert arch.architecture_overrides({"activation": "batchtopk"}, {16: 2}) == {
+        "activation": "batchtopk", "k": {16: 2}}
+    assert arch.architecture_overrides({"activation": "jumprelu", "l0_coeff": 0.1}, {16: 2}) == {
+        "activation": "jumprelu", "l0_coeff": 0.1}
     assert arch.architecture_name({"activation": "topk"}) == "TopK + AuxK" and arch.architecture_name({}) == arch.RELU
 
 
@@ -59,6 +63,8 @@ def test_matching_sentence_on_the_ten_percent_boundary():
     assert "not within 10%" in text and "15.0%" in text and "11.5 against 10.0" in text
     none = arch.matching_sentence([base], {"synthetic": base})
     assert none == "This build trains no architecture with a sparsity to match."
+    jump = arch.matching_sentence([base, _row("JumpReLU", l0={16: 8.0})], {"synthetic": base})
+    assert "JumpReLU with L0 coefficient –" in jump and "not within 10%" in jump and "(largest gap 20.0%" in jump
     silent = _row(arch.RELU, l0={16: 0.0})
     assert arch.l0_gaps(_row("TopK + AuxK", l0={16: 2.0}), silent) == {16: float("inf")}
     assert arch.l0_gaps(_row("TopK + AuxK", l0={16: 0.0}), silent) == {16: 0.0}
