@@ -18,9 +18,10 @@ The classes, named once here:
   ``moved`` otherwise.
 
 The density threshold is taken from the data: the deepest valley of the histogram of
-log10 density of the family's firing latents (pooled over its sizes), between two modes at
-least a decade apart (Bricken et al. 2023, *Towards Monosemanticity*, plot the same histogram
-and find an "ultralow density" cluster apart from the rest). Without such a valley the
+log10 density of the family's firing latents (pooled over its sizes, from the detection limit
+3/n up: one or two firings are a count, not a density), between two modes at least a decade
+apart (Bricken et al. 2023, *Towards Monosemanticity*, plot the same histogram and find an
+"ultralow density" cluster apart from the rest). Without such a valley the
 threshold is ``FALLBACK_THRESHOLD`` and the result says so.
 
 A latent silent in the last training steps (``dead_window``) is a *training diagnostic* only,
@@ -138,7 +139,9 @@ def density_threshold(family: Family, n_samples: int, sizes: Sequence[int] | Non
     if key not in family.memo:
         counts = np.concatenate([heldout_fires(family, s, n) for s in sizes])
         fired = counts[counts > 0]
-        found = density_valley(np.log10(fired / n), low=np.log10(1.0 / n)) if fired.size else None
+        # the histogram starts at the detection limit 3/n: below it a density is one or two firings, a counting
+        # artefact (one firing is 1/n), not a mode
+        found = density_valley(np.log10(fired / n), low=np.log10(detection_limit(n))) if fired.size else None
         family.memo[key] = DensityThreshold(10 ** found[0], True, n, found[1]) if found else \
             DensityThreshold(FALLBACK_THRESHOLD, False, n, None)
     return family.memo[key]

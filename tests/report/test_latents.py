@@ -95,3 +95,23 @@ def test_encoder_direction_test_sees_a_planted_shared_encoder_direction(family):
     assert res.ultralow_encoder.top_share > res.random_q99[1]
     with pytest.raises(ValueError):
         latents.detection_limit(0)
+
+
+def test_the_threshold_ignores_densities_below_the_detection_limit(monkeypatch):
+    """Latents seen firing once or twice pile up at 1/n and 2/n: a counting artefact, not a mode. With a
+    spike there and one real cluster above, there is no valley (fallback); with two real clusters, the
+    valley lies between them, not between the spike and the first."""
+    from types import SimpleNamespace
+
+    n = 100_000
+    rng = np.random.default_rng(0)
+    spike = np.ones(400, int)  # 400 latents fired once: density 1e-5 < 3/n = 3e-5
+    high = (10 ** rng.normal(-1.5, 0.2, 300) * n).astype(int)  # a cluster at 3e-2
+    mid = (10 ** rng.normal(-3.5, 0.15, 300) * n).astype(int)  # a cluster at 3e-4
+    fake = SimpleNamespace(sizes=[1], memo={}, heldout_n=lambda m: min(m, n))
+    monkeypatch.setattr(latents, "heldout_fires", lambda family, size, m: np.concatenate([spike, high]))
+    assert not latents.density_threshold(fake, n).from_valley
+    fake.memo.clear()
+    monkeypatch.setattr(latents, "heldout_fires", lambda family, size, m: np.concatenate([spike, mid, high]))
+    t = latents.density_threshold(fake, n)
+    assert t.from_valley and 3e-4 < t.value < 3e-2 and t.modes[0] > np.log10(3 / n)
