@@ -20,6 +20,9 @@ from sae_core.report.analysis import mcs_values
 from sae_core.report.pipeline import Family
 
 MIN_LOW = 10  # fewer low-MCS features than this: no low mode to take apart
+UNTRAINED = "decoders at their initialisation"  # the verdict when >= MOSTLY of the low part is unmoved
+PARTLY = "partly trained features"  # the verdict when the low part holds many active, moved features
+STRICT_COS = 0.99  # a stricter "unmoved", to show the verdict does not hang on latents.UNMOVED_COS
 MOSTLY = 0.9  # a class holds "the low mode" when it has at least this share of it
 
 
@@ -101,6 +104,7 @@ class LowByClass:
     values: np.ndarray  # MCS of every feature
     classes: latents.LatentClasses
     truth: TrueMatch | None = None  # ground-truth sources only
+    unmoved_strict: int | None = None  # low features within STRICT_COS of their initial decoder row
 
     @property
     def low_share(self) -> float:
@@ -136,6 +140,7 @@ def low_by_class(family: Family, size: int, against: int, cutoff: float, n_heldo
         None if unmoved is None or not (~low).any() else float(unmoved[~low].mean()),
         median(low), median(~low), values, c,
         true_match(family, size, low, low & c.active & ~unmoved) if unmoved is not None else None,
+        None if c.init_cosine is None else int((low & (c.init_cosine >= STRICT_COS)).sum()),
     )
 
 
@@ -144,19 +149,20 @@ def _pct(x: float | None) -> str:
 
 
 def verdict(r: LowByClass) -> str:
-    """What the low part is, in a few words: the part of the answer the summary tables repeat. A latent
-    "never trained" when its decoder row never left its random start (unmoved), whatever it fires on:
-    an unmoved row is a random direction, so its MCS is the random null's."""
+    """What the low part is, in a few words: the part of the answer the summary tables repeat. The low
+    part is "decoders at their initialisation" when at least ``MOSTLY`` of its decoder rows never left
+    their random start (unmoved), whatever the latents fire on: an unmoved row is close to a random
+    direction, and a random direction stays below the null cutoff."""
     if r.n_low < MIN_LOW:
         return "no low mode"
     inactive, unmoved = r.share(r.inactive), r.share(r.unmoved)
     if unmoved is not None and unmoved >= MOSTLY:
-        return "untrained latents"
+        return UNTRAINED
     if unmoved is None and inactive >= MOSTLY:
         return "latents that (almost) never fire"
     if inactive >= MOSTLY:
         return "inactive latents, some moved"
-    return "not only untrained latents"
+    return PARTLY
 
 
 def answer_sentence(r: LowByClass) -> str:
@@ -171,37 +177,43 @@ def answer_sentence(r: LowByClass) -> str:
              f"ultralow density (below {r.threshold:.1e}) and {r.active} ({_pct(r.share(r.active))}) are active.")
     if r.unmoved is not None:
         parts += (f" {r.unmoved} ({_pct(r.share(r.unmoved))}) still have cosine ≥ {latents.UNMOVED_COS} with their "
-                  f"initial decoder row")
+                  "initial decoder row")
+        if r.unmoved_strict is not None:
+            parts += f", {r.unmoved_strict} ({_pct(r.share(r.unmoved_strict))}) even ≥ {STRICT_COS}"
         high = r.unmoved_share_high
-        parts += f", against {_pct(high)} of the high-MCS features." if high is not None else "."
+        parts += f"; of the high-MCS features, {_pct(high)} are unmoved." if high is not None else "."
     v = verdict(r)
-    if v == "untrained latents":
-        parts += " The low mode here is latents that never trained: their decoder rows stayed at their random start"
-        parts += (f", {r.active} of them although they fire above the ultralow threshold." if r.active else ".")
+    if v == UNTRAINED:
+        parts += (" The low mode here is latents whose decoder rows never left their random start, and a random "
+                  "direction stays below the cutoff 99 times in 100")
+        parts += (f". {r.active} of them fire above the ultralow threshold all the same: they respond to some "
+                  "inputs while their decoder rows stayed put." if r.active else ".")
     elif v == "latents that (almost) never fire":
         parts += " The low mode here is latents that (almost) never fire."
     elif v == "inactive latents, some moved":
         parts += (f" The low mode here is latents that (almost) never fire, though "
                   f"{r.n_low - r.unmoved} of them moved from their initial row before they stopped.")
     else:
-        extra = f" {r.active_moved} of them are active and moved." if r.active_moved is not None else ""
-        parts += f" The low mode here is not only untrained latents: {r.active} are active.{extra}"
+        moved = (f" {r.active_moved} of the {r.active} active ones moved from their initial row."
+                 if r.active_moved is not None else "")
+        parts += f" The low mode here is not only latents with untrained decoders: {r.active} are active.{moved}"
         parts += true_match_sentence(r.truth)
     return parts
 
 
 def overall_answer(results: Sequence[LowByClass]) -> str:
-    """One sentence over every setting: in how many the low mode is untrained latents, and the range
+    """One sentence over every setting: in how many the low mode is decoders at their initialisation, and the range
     of the share of low features that are inactive and unmoved."""
     with_low = [r for r in results if r.n_low >= MIN_LOW]
     if not results:
         return "No setting was measured."
     if not with_low:
         return f"None of the {len(results)} settings has a low mode of {MIN_LOW} or more features."
-    untrained = [r for r in with_low if verdict(r) == "untrained latents"]
+    untrained = [r for r in with_low if verdict(r) == UNTRAINED]
     inactive = [r.share(r.inactive) for r in with_low]
     text = (f"In {len(untrained)} of the {len(with_low)} dictionaries with a low mode (each setting at each size "
-            f"measured), the low mode is latents that never trained. Across all {len(with_low)}, "
+            f"measured, with at least {MIN_LOW} features below the cutoff), at least {MOSTLY:.0%} of the low features "
+            f"keep their initial decoder row. Across all {len(with_low)}, "
             f"{min(inactive):.1%} to {max(inactive):.1%} of the low features never fire or fire at ultralow density")
     moved = [r.share(r.unmoved) for r in with_low if r.unmoved is not None]
     if moved:
@@ -227,6 +239,7 @@ def encoder_sentence(setting: str, t: latents.EncoderDirectionTest) -> str:
                 "latents, so there is no shared encoder direction to test.")
     u, dec, act, rnd = t.ultralow_encoder, t.ultralow_decoder, t.active_encoder, t.random
     shared = u.top_share > t.random_q99[1] and u.mean_cosine > t.random_q99[0]
+    below_active = act is not None and (u.top_share <= act.top_share or u.mean_cosine <= act.mean_cosine)
     text = (f"{setting[:1].upper()}{setting[1:]}, {t.size} features: the {u.n} ultralow latents' encoder directions "
             f"have mean pairwise cosine {u.mean_cosine:.3f} and put {u.top_share:.1%} of their squared singular values "
             f"in the top direction; their decoder rows {dec.mean_cosine:.3f} and {dec.top_share:.1%}")
@@ -234,6 +247,9 @@ def encoder_sentence(setting: str, t: latents.EncoderDirectionTest) -> str:
         text += f"; as many active latents' encoders {act.mean_cosine:.3f} and {act.top_share:.1%}"
     text += (f"; random directions {_signed(rnd.mean_cosine)} and {rnd.top_share:.1%} (99% quantiles "
              f"{t.random_q99[0]:.3f} and {t.random_q99[1]:.1%}). ")
+    if shared and below_active:
+        return text + ("The ultralow encoders are more aligned than random directions, but no more than as many "
+                       "active latents' encoders: nothing singles them out.")
     text += ("The ultralow encoders share one direction while their decoder rows do not, as the 2024 update reports."
              if shared and dec.top_share <= t.random_q99[1] else
              "The ultralow encoders share one direction. Their decoder rows share one less strongly, but above "
@@ -278,7 +294,7 @@ def unfound_sentence(u: Unfound | None, seed_b: int) -> str:
     text += (f"Where they fire, the {u.size}-feature dictionary reconstructs better relative to the "
              f"{u.against}-feature one than it does overall for {bl} of the {sl} scored ({bl / sl:.0%})")
     if sh:
-        text += (f", against {bh} of {sh} ({bh / sh:.0%}) for as many randomly chosen high-MCS features"
+        text += (f", against {bh} of {sh} ({bh / sh:.0%}) for randomly chosen high-MCS features"
                  + (f" (Fisher's exact test {stats.format_p(u.recon_p)})" if u.recon_p is not None else ""))
     return text + "."
 

@@ -310,7 +310,7 @@ class LowModeChapter:
         post_like = [s.label for s in settings if s.row.bimodal_small and s.row.high_post_mid < 0.25]
         text = (("Settings that reproduce both the post's bimodality at "
                  f"{self.ab_small} vs {self.large} and its fewer than 25% of features with MCS ≥ 0.5 at {self.mid}: "
-                 + ", ".join(post_like) + ".") if post_like else
+                 + "; ".join(post_like) + ".") if post_like else
                 (f"No setting reproduces both the post's bimodality at {self.ab_small} vs {self.large} and its fewer "
                  f"than 25% of features with MCS ≥ 0.5 at {self.mid}; the lowest share at {self.mid} is "
                  f"{min(s.row.high_post_mid for s in settings):.1%}."))
@@ -349,7 +349,7 @@ class LowModeChapter:
 
     def alpha_sentence(self, rows: Sequence[low_mode.SweepRow]) -> str:
         if not rows:
-            return "This build does not sweep the L1 coefficient; the `sweep` profile does."
+            return ""  # the sweep's introduction already says this build does not sweep
         return low_mode.alpha_sentence(rows, self.sweep_small(rows, self.small))
 
     @staticmethod
