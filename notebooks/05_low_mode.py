@@ -11,7 +11,7 @@
 # %% [markdown]
 # # What the low mode is
 #
-# The post {cite}`mcs_post_2023` offered three explanations for the features whose MCS sits at
+# {cite:t}`mcs_post_2023`, in the June 2023 post, offered three explanations for the features whose MCS sits at
 # the random null, and had evidence for none: they are **dead** latents whose decoder rows
 # never left their random initialisation; they model **noise** in the activations; or they
 # are **real features the larger dictionary did not find**. Bricken et al.

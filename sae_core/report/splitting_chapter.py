@@ -86,12 +86,20 @@ def tree_text(trees: Trees, settings: TreeSettings) -> dict[str, Any]:
             "twins_sentence": splitting.twins_sentence(trees.tree)}
 
 
-def subtrees_text(trees: Trees) -> str:
-    """The three largest subtrees of the smallest dictionary, as text."""
+def subtrees_text(trees: Trees, family: Family | None = None) -> str:
+    """The three largest subtrees of the smallest dictionary, as text; with ``family`` (a source with
+    tokens), each node followed by the tokens it fires on most (:func:`cards.with_top_tokens`)."""
     if trees.tree is None:
         return "No tree: these dictionaries have no activations."
-    return "\n\n".join("\n".join(splitting.describe_subtree(trees.tree, r, depth=3))
-                       for r in splitting.largest_trees(trees.tree))
+    from sae_core.report import cards
+
+    blocks = []
+    for root in splitting.largest_trees(trees.tree):
+        lines = splitting.describe_subtree(trees.tree, root, depth=3)
+        if family is not None:
+            lines = cards.with_top_tokens(lines, family, trees.tree.n_tokens)
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 def truth_where(truth_family: Family | None, family: Family) -> str:
