@@ -250,19 +250,18 @@ glue("fit_sentence", answer.fit_sentence(points, fit), display=False)
 # %% [markdown]
 # ## One figure for the answer
 #
-# If the low mode is made of latents that never trained, then across every setting this
-# book trains the share of features below the null cutoff should track the share of latents
-# that never fire or fire at ultralow density.
+# If the low mode is made of latents whose decoder rows never left their initialisation,
+# then across every setting this book trains, the share of features below the null cutoff
+# should track the share of latents whose decoder rows are unmoved.
 #
 # ```{glue:figure} fig_dead_vs_low
 # :name: fig-dead-vs-low
 #
 # Each of the {glue:text}`n_points` points is one dictionary size (labelled) of one of
-# {glue:text}`n_families` families, against that family's largest size: the share of its
-# latents that never fire or fire at ultralow density on held-out activations (x) and the
-# share of its features with MCS below the null cutoff (y). Colours are settings, markers
-# sources. On the dashed diagonal every low feature would be inactive and every inactive
-# latent low.
+# {glue:text}`n_families` families, against that family's largest size. x: the share of its
+# latents whose decoder row is still within cosine 0.9 of its initialisation. y: the share of
+# its features with MCS below the null cutoff. Colours are settings, markers sources. On the
+# dashed diagonal every low feature would be unmoved and every unmoved latent low.
 # ```
 #
 # {glue:text}`fit_sentence`

@@ -364,13 +364,28 @@ class ClassPoint:
     inactive_share: float  # share of the size's latents that never fire or fire at ultralow density
     low_share: float  # share with MCS below the null cutoff against `against`
     active_low_share: float  # share that is low and active
+    unmoved_share: float | None = None  # share whose decoder row is unmoved (None: no training record)
+
+    @property
+    def x(self) -> float:
+        """The summary figure's x: the unmoved share (what the verdict rests on), else the inactive share."""
+        return self.inactive_share if self.unmoved_share is None else self.unmoved_share
+
+
+def x_label(points: Sequence[ClassPoint]) -> str:
+    """What the summary figure's x measures for these points."""
+    if points and all(p.unmoved_share is not None for p in points):
+        return f"unmoved from initialisation (decoder cosine ≥ {latents.UNMOVED_COS})"
+    if points and all(p.unmoved_share is None for p in points):
+        return "never fires or ultralow (held-out)"
+    return "unmoved share, or never fires or ultralow where no training record exists"
 
 
 def points_table(points: Sequence[ClassPoint]) -> tuple[list[str], list[list[object]]]:
     """The summary figure's points as a table."""
-    return (["setting", "size", "never fires or ultralow", "low share", "active and low"],
-            [[p.family, p.size, f"{p.inactive_share:.1%}", f"{p.low_share:.1%}", f"{p.active_low_share:.1%}"]
-             for p in points])
+    return (["setting", "size", "unmoved", "never fires or ultralow", "low share", "active and low"],
+            [[p.family, p.size, "–" if p.unmoved_share is None else f"{p.unmoved_share:.1%}", f"{p.inactive_share:.1%}",
+              f"{p.low_share:.1%}", f"{p.active_low_share:.1%}"] for p in points])
 
 
 def class_points(named: Sequence[tuple[str, Family, float]], null_q: float, n_heldout: int) -> list[ClassPoint]:
@@ -389,17 +404,19 @@ def class_points(named: Sequence[tuple[str, Family, float]], null_q: float, n_he
             c = latents.classify(fam, size, n_heldout, threshold)
             low = mcs_values(fam, size, large) < cut
             points.append(ClassPoint(name, fam.key, source_label(fam), size, large,
-                                     float((~c.active).mean()), float(low.mean()), float((low & c.active).mean())))
+                                     float((~c.active).mean()), float(low.mean()), float((low & c.active).mean()),
+                                     None if c.unmoved is None else float(c.unmoved.mean())))
     return points
 
 
 def fit_class_points(points: Sequence[ClassPoint], seed: int = 0) -> stats.GroupedFit | None:
-    """low share = a + b · inactive share, with intervals from a bootstrap over families (the nested sizes
-    of one family are not independent points). None with fewer than three families or no spread."""
+    """low share = a + b · x (the unmoved share, :attr:`ClassPoint.x`), with intervals from a bootstrap over
+    families (the nested sizes of one family are not independent points). None with fewer than three
+    families or no spread."""
     if len({p.key for p in points}) < 3:
         return None
     try:
-        return stats.grouped_linear_fit([p.inactive_share for p in points], [p.low_share for p in points],
+        return stats.grouped_linear_fit([p.x for p in points], [p.low_share for p in points],
                                         [p.key for p in points], seed=seed)
     except ValueError:
         return None
@@ -417,8 +434,9 @@ def fit_sentence(points: Sequence[ClassPoint], fit: stats.GroupedFit | None) -> 
     worst = max(points, key=lambda p: p.active_low_share)
     text = (f"Across {fit.n_points} points from {fit.n_groups} families, low share = {fit.intercept:.3f} (95% interval "
             f"{fit.intercept_low:.3f} to {fit.intercept_high:.3f}) + {fit.slope:.2f} ({fit.slope_low:.2f} to "
-            f"{fit.slope_high:.2f}) × inactive share, r = {fit.r:.2f} ({fit.r_low:.2f} to {fit.r_high:.2f}); the "
-            "intervals come from a bootstrap over families. ")
+            f"{fit.slope_high:.2f}) × {'unmoved' if all(p.unmoved_share is not None for p in points) else 'inactive'} "
+            f"share, r = {fit.r:.2f} ({fit.r_low:.2f} to {fit.r_high:.2f}). The intervals come from a bootstrap over "
+            f"the {fit.n_groups} families; with so few, read them as rough. ")
     text += ("The points are consistent with the diagonal." if on_diagonal else
              "The points are not on the diagonal: slope 1 and intercept 0 are not both inside the intervals.")
     text += (f" The largest share of active low features is {worst.active_low_share:.1%} ({worst.family}, size "

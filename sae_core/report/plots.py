@@ -180,24 +180,27 @@ def splitting_counts(rows: list[dict[str, float]]) -> plt.Figure:
 
 
 def dead_vs_low(points: Sequence, fit=None) -> plt.Figure:
-    """``answer.ClassPoint``s: share of latents that never fire or fire at ultralow density (x) against
-    low-MCS share (y), one colour per setting and one marker per source; with a fit, its line."""
+    """``answer.ClassPoint``s: the unmoved share of the latents (x; the share that never fires or fires at
+    ultralow density for dictionaries without a training record) against the low-MCS share (y), one colour
+    per setting and one marker per source; with a fit, its line."""
+    from sae_core.report.answer import x_label
+
     fig, ax = plt.subplots(figsize=(7.8, 4.8))
     names = list(dict.fromkeys(p.family for p in points))
     markers = dict(zip(dict.fromkeys(p.source for p in points), "o^sDv", strict=False))
     palette = sns.color_palette("tab20" if len(names) > 10 else "tab10", max(len(names), 1))[:len(names)]
     for color, name in zip(palette, names, strict=True):
         mine = [p for p in points if p.family == name]
-        ax.scatter([p.inactive_share for p in mine], [p.low_share for p in mine], color=color, s=28, label=name,
+        ax.scatter([p.x for p in mine], [p.low_share for p in mine], color=color, s=28, label=name,
                    marker=markers.get(mine[0].source, "o"))
         for p in mine:
-            ax.annotate(str(p.size), (p.inactive_share, p.low_share), fontsize=6, xytext=(3, 2),
+            ax.annotate(str(p.size), (p.x, p.low_share), fontsize=6, xytext=(3, 2),
                         textcoords="offset points")
-    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="low share = inactive share")
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="low share = x")
     if fit is not None:
         xs = np.linspace(0, 1, 50)
         ax.plot(xs, fit.intercept + fit.slope * xs, color="black", lw=1, label="least-squares fit")
-    ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="never fires or ultralow (held-out)",
+    ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel=x_label(points),
            ylabel="share with MCS below the null cutoff")
     ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()

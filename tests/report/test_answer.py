@@ -86,8 +86,13 @@ def test_low_by_class_counts_match_the_classes(family):
     assert [(p.size, p.against) for p in points] == [(16, 64), (32, 64)]
     assert points[1].low_share == pytest.approx(r.low_share)
     header, rows = answer.points_table(points)
-    assert len(header) == len(rows[0]) == 5 and rows[1][:2] == ["base", 32]
-    assert rows[1][3] == f"{r.low_share:.1%}"
+    assert len(header) == len(rows[0]) == 6 and rows[1][:2] == ["base", 32]
+    assert rows[1][4] == f"{r.low_share:.1%}"
+    c32 = latents.classify(family, 32, 2048, 1e-2)
+    assert points[1].unmoved_share == pytest.approx(c32.unmoved.mean()) and points[1].x == points[1].unmoved_share
+    assert answer.x_label(points).startswith("unmoved from initialisation")
+    no_record = dataclasses.replace(points[1], unmoved_share=None)
+    assert no_record.x == no_record.inactive_share and answer.x_label([no_record]).startswith("never fires")
     assert answer.fit_class_points(points) is None  # one family: no interval over families
     assert "too few" in answer.fit_sentence(points, None)
 
@@ -188,3 +193,15 @@ def test_low_by_class_counts_true_features_on_a_ground_truth_source(family):
     trained = low & c.active & ~c.unmoved
     assert (r.truth.low, r.truth.low_true) == (trained.sum(), (near & trained).sum())
     assert (r.truth.high, r.truth.high_true) == ((~low).sum(), (near & ~low).sum())
+
+
+def test_the_fit_sentence_states_the_fit_over_families_and_its_axis():
+    pts = [answer.ClassPoint(f"s{k}", f"k{k}", "synthetic", size, 8192, 0.5, 0.1 * k + size / 40960, 0.01 * k,
+                             0.1 * k + size / 40960 + 0.01 * ((k + size) % 3))
+           for k in range(1, 5) for size in (1024, 4096)]
+    fit = answer.fit_class_points(pts, seed=0)
+    text = answer.fit_sentence(pts, fit)
+    assert fit.n_groups == 4 and "× unmoved share" in text and "bootstrap over the 4 families" in text
+    assert 0.5 < fit.slope < 1.5
+    assert text.endswith("(s4, size 1024).") or text.endswith("(s4, size 4096).")
+    assert "nan" not in text
