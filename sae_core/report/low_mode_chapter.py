@@ -68,6 +68,10 @@ class ChanceLines:
     gauss_median: float
     gauss_cutoff: float
     above: tuple[float, float, float] | None  # share of the small dictionary above each cutoff (None: not trained)
+    # features of the small dictionary between the d-dimensional cutoff and the span's: above chance in d
+    # dimensions, not inside the data's span; and how many of them are active with a moved decoder row
+    between: int | None = None
+    between_trained: int | None = None
 
 
 def chance_sentence(c: ChanceLines) -> str:
@@ -79,6 +83,11 @@ def chance_sentence(c: ChanceLines) -> str:
     if c.above is not None:
         text += (f" Of the {c.small} features, {c.above[0]:.1%} lie above the {c.d}-dimensional cutoff and "
                  f"{c.above[1]:.1%} above the span's.")
+    if c.between:
+        text += (f" The {c.between} between the two cutoffs are where the post's \"noise\" reading would put features "
+                 "that trained but match nothing in the larger dictionary beyond chance in the data's span")
+        text += (f"; {c.between_trained} of them are active with moved decoder rows." if c.between_trained is not None
+                 else ".")
     return text
 
 
@@ -162,18 +171,29 @@ class LowModeChapter:
             v = low_mode.mcs(fam, self.small, large) if self.small in fam.saes else None
             cuts = (self._cutoff(fam), span.cutoff, gauss.cutoff)
             above = None if v is None else tuple(float((v >= c).mean()) for c in cuts)
+            between = trained = None
+            if v is not None:
+                band = (v >= cuts[0]) & (v < span.cutoff)
+                between = int(band.sum())
+                if fam.key in self.thresholds:
+                    c = self._classes(fam, self.small)
+                    trained = None if c.unmoved is None else int((band & c.active & ~c.unmoved).sum())
             out.append(ChanceLines(low_mode.source_label(fam), fam.d_in, large, self.small, self.null_q, cuts[0],
-                                   span.dim, span.median, span.cutoff, gauss.median, gauss.cutoff, above))
+                                   span.dim, span.median, span.cutoff, gauss.median, gauss.cutoff, above,
+                                   between, trained))
         self._memo[key] = out
         return out
 
     def chance_table(self, n_samples: int = 65536, seed: int = 0) -> tuple[list[str], list[list[object]]]:
         q = f"{self.null_q:.0%}"
         return (["source", f"d-dimensional null: {q} quantile", "span (99% of variance)", f"span null: median / {q}",
-                 f"Gaussian null: median / {q}", f"{self.small} above each (d / span / Gaussian)"],
+                 f"Gaussian null: median / {q}", f"{self.small} above each (d / span / Gaussian)",
+                 f"{self.small} between d and span cutoffs (active, moved)"],
                 [[c.source, f"{c.d_cutoff:.3f} (d = {c.d})", f"{c.span_dim} dimensions",
                   f"{c.span_median:.3f} / {c.span_cutoff:.3f}", f"{c.gauss_median:.3f} / {c.gauss_cutoff:.3f}",
-                  "–" if c.above is None else " / ".join(f"{a:.1%}" for a in c.above)]
+                  "–" if c.above is None else " / ".join(f"{a:.1%}" for a in c.above),
+                  "–" if c.between is None else
+                  f"{c.between} ({'–' if c.between_trained is None else c.between_trained})"]
                  for c in self.chance_lines(n_samples, seed)])
 
     def chance_sentence(self, n_samples: int = 65536, seed: int = 0) -> str:

@@ -119,6 +119,12 @@ def test_chance_cutoffs_state_both_nulls(family):
     header, rows = chapter.chance_table(n_samples=2048)
     assert len(rows) == 1 and len(rows[0]) == len(header) and rows[0][1].startswith(f"{line.d_cutoff:.3f}")
     assert chapter.chance_lines(n_samples=2048) is chapter.chance_lines(n_samples=2048)  # one set of draws
+    band = (v >= line.d_cutoff) & (v < line.span_cutoff)
+    assert line.between == band.sum()
+    c16 = latents.classify(family, 16, 2048, chapter.thresholds[family.key].value)
+    assert line.between_trained == (band & c16.active & ~c16.unmoved).sum()
+    noisy = dataclasses.replace(line, between=7, between_trained=3)
+    assert low_mode_chapter.chance_sentence(noisy).endswith("; 3 of them are active with moved decoder rows.")
     untrained = low_mode_chapter.ChanceLines("x", 8, 64, 16, 0.99, 0.5, 3, 0.4, 0.6, 0.5, 0.7, None)
     assert low_mode_chapter.chance_sentence(untrained).endswith("they reach 0.500.")
 
