@@ -22,6 +22,10 @@
 # **Answer.** {glue:text}`05_low_mode.ipynb::verdict_low:s`
 # {glue:text}`05_low_mode.ipynb::answer_lead:s`
 #
+# **What the active low features fire on.** {glue:text}`05_low_mode.ipynb::fire_proxy_sentence:s`
+#
+# **SAEs that keep their latents alive.** {glue:text}`05b_architectures.ipynb::arch_overall:s`
+#
 # **The post's claims, tested on this build** ([chapter 8](08_conclusions.ipynb) collects them):
 #
 # - Bimodality: {glue:text}`03_bimodality.ipynb::bimodal_verdict:s`
@@ -37,9 +41,9 @@
 # ```
 #
 # *The answer in one figure (chapter 5).* Each point is one dictionary size of one trained
-# setting: the share of its latents that never fire or fire at ultralow density on held-out
-# activations (x) against the share of its features with MCS below the random null's cutoff
-# (y). The dashed line is where every low feature would be such a latent.
+# setting: the share of its latents whose decoder row is still within cosine 0.9 of its
+# initialisation (x) against the share of its features with MCS below the random null's
+# cutoff (y). On the dashed line every low feature would be such a latent.
 
 # %%
 # %% tags=["parameters"]
