@@ -248,17 +248,25 @@ def _sae_config(cfg: TrainConfig, d_in: int, size: int, provenance: dict[str, An
     )
 
 
+def initial_sae(cfg: TrainConfig, d_in: int, size: int, provenance: dict[str, Any] | None = None
+                ) -> SparseAutoencoder:
+    """The dictionary of ``size`` as training starts: regenerated from the seed, so the report can measure
+    how far each encoder column and decoder row moved."""
+    sae = SparseAutoencoder(_sae_config(cfg, d_in, size, provenance or {}))
+    with torch.no_grad():
+        if cfg.activation == "batchtopk":  # the threshold is estimated, not trained; encoder = decoder^T
+            sae.threshold.requires_grad_(False)
+            sae.W_enc.copy_(sae.W_dec.t())
+        elif cfg.activation == "jumprelu":
+            sae.threshold.fill_(cfg.jump_init)
+    return sae
+
+
 def _make_family(cfg: TrainConfig, d_in: int, provenance: dict[str, Any], device: torch.device,
                  fused: bool) -> dict[int, _Member]:
     members = {}
     for size in cfg.sizes:
-        sae = SparseAutoencoder(_sae_config(cfg, d_in, size, provenance)).to(device)
-        with torch.no_grad():
-            if cfg.activation == "batchtopk":  # the threshold is estimated, not trained; encoder = decoder^T
-                sae.threshold.requires_grad_(False)
-                sae.W_enc.copy_(sae.W_dec.t())
-            elif cfg.activation == "jumprelu":
-                sae.threshold.fill_(cfg.jump_init)
+        sae = initial_sae(cfg, d_in, size, provenance).to(device)
         params = [p for p in sae.parameters() if p.requires_grad]
         opt = None if fused else torch.optim.Adam(params, lr=cfg.lr)
         counters = [torch.zeros(size, dtype=torch.long, device=device) for _ in range(3)]

@@ -82,6 +82,44 @@ def true_match_sentence(t: TrueMatch | None) -> str:
 
 
 @dataclass
+class Movement:
+    """How far the low and the high features moved in training (medians), and how often the low ones fired."""
+
+    decoder_low: float
+    decoder_high: float | None
+    encoder_low: float | None
+    encoder_high: float | None
+    fire_steps_low: float | None  # median training steps in which a low latent fired
+    n_steps: int
+
+
+def movement(family: Family, size: int, low: np.ndarray, init_cos: np.ndarray) -> Movement:
+    def med(x: np.ndarray | None, mask: np.ndarray) -> float | None:
+        return float(np.median(x[mask])) if x is not None and mask.any() else None
+
+    enc = latents.encoder_init_cosine(family, size)
+    record = (family.latent_stats or {}).get(size, {})
+    fires = record["fire_steps"].numpy() if "fire_steps" in record else None
+    return Movement(med(init_cos, low), med(init_cos, ~low), med(enc, low), med(enc, ~low), med(fires, low),
+                    int(family.params.get("n_steps", 0)))
+
+
+def movement_sentence(m: Movement | None) -> str:
+    """How far the low features' decoder rows and encoder columns moved, beside the high ones."""
+    if m is None:
+        return ""
+    text = f" The low features' decoder rows kept a median cosine of {m.decoder_low:.2f} with their initial rows"
+    text += f" (high-MCS features: {m.decoder_high:.2f})" if m.decoder_high is not None else ""
+    if m.encoder_low is not None:
+        text += f", their encoder columns {m.encoder_low:.2f}"
+        text += f" (high: {m.encoder_high:.2f})" if m.encoder_high is not None else ""
+    text += "."
+    if m.fire_steps_low is not None and m.n_steps:
+        text += f" They fired in a median {m.fire_steps_low:,.0f} of the {m.n_steps:,} training steps."
+    return text
+
+
+@dataclass
 class LowByClass:
     """The low-MCS features of one dictionary, by class."""
 
@@ -105,6 +143,9 @@ class LowByClass:
     classes: latents.LatentClasses
     truth: TrueMatch | None = None  # ground-truth sources only
     unmoved_strict: int | None = None  # low features within STRICT_COS of their initial decoder row
+    # medians over the low (high) features: cosine of the decoder row / encoder column with its initial one,
+    # and the training steps in which the latent fired (None without a training record)
+    movement: Movement | None = None
 
     @property
     def low_share(self) -> float:
@@ -141,6 +182,7 @@ def low_by_class(family: Family, size: int, against: int, cutoff: float, n_heldo
         median(low), median(~low), values, c,
         true_match(family, size, low, low & c.active & ~unmoved) if unmoved is not None else None,
         None if c.init_cosine is None else int((low & (c.init_cosine >= STRICT_COS)).sum()),
+        None if c.init_cosine is None or not low.any() else movement(family, size, low, c.init_cosine),
     )
 
 
@@ -182,10 +224,11 @@ def answer_sentence(r: LowByClass) -> str:
             parts += f", {r.unmoved_strict} ({_pct(r.share(r.unmoved_strict))}) even ≥ {STRICT_COS}"
         high = r.unmoved_share_high
         parts += f"; of the high-MCS features, {_pct(high)} are unmoved." if high is not None else "."
+        parts += movement_sentence(r.movement)
     v = verdict(r)
     if v == UNTRAINED:
-        parts += (" The low mode here is latents whose decoder rows never left their random start, and a random "
-                  "direction stays below the cutoff 99 times in 100")
+        parts += (" The low mode here is latents whose decoder rows stayed close to their random start, and a "
+                  "random direction stays below the cutoff 99 times in 100")
         parts += (f". {r.active} of them fire above the ultralow threshold all the same: they respond to some "
                   "inputs while their decoder rows stayed put." if r.active else ".")
     elif v == "latents that (almost) never fire":

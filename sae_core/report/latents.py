@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sae_core.report.pipeline import Family
+from sae_core.report.pipeline import Family, train_config
 
 UNMOVED_COS = 0.9  # cosine with the initial decoder row at or above which a latent is "unmoved"
 FALLBACK_THRESHOLD = 1e-4  # density threshold when the log-density histogram has no valley
@@ -184,6 +184,22 @@ class LatentClasses:
     @property
     def detection_limit(self) -> float:
         return detection_limit(self.n_samples)
+
+
+def encoder_init_cosine(family: Family, size: int) -> np.ndarray | None:
+    """[size] cosine of each latent's final encoder column with its initial one (the initialisation is
+    regenerated from the family's training settings and seed); None for dictionaries read from disk."""
+    if family.params.get("source") == "dictionaries":
+        return None
+    key = ("encoder_init_cosine", size)
+    if key not in family.memo:
+        from sae_core.train import initial_sae
+
+        init = initial_sae(train_config(family.params, progress=False), family.d_in, size).W_enc.detach()
+        final = family.saes[size].W_enc.detach().float()
+        cos = torch.nn.functional.cosine_similarity(init.float(), final, dim=0)
+        family.memo[key] = cos.numpy()
+    return family.memo[key]
 
 
 def classify(family: Family, size: int, n_samples: int, threshold: float | None = None) -> LatentClasses:
