@@ -245,26 +245,22 @@ def answer_sentence(r: LowByClass) -> str:
 
 
 def overall_answer(results: Sequence[LowByClass]) -> str:
-    """One sentence over every setting: in how many the low mode is decoders at their initialisation, and the range
-    of the share of low features that are inactive and unmoved."""
+    """One sentence over every setting: in how many the low mode is decoders at their initialisation, and
+    which dictionaries are the exceptions."""
     with_low = [r for r in results if r.n_low >= MIN_LOW]
     if not results:
         return "No setting was measured."
     if not with_low:
         return f"None of the {len(results)} settings has a low mode of {MIN_LOW} or more features."
     untrained = [r for r in with_low if verdict(r) == UNTRAINED]
-    inactive = [r.share(r.inactive) for r in with_low]
     text = (f"In {len(untrained)} of the {len(with_low)} dictionaries with a low mode (each setting at each size "
             f"measured, with at least {MIN_LOW} features below the cutoff), at least {MOSTLY:.0%} of the low features "
-            f"keep their initial decoder row. Across all {len(with_low)}, "
-            f"{min(inactive):.1%} to {max(inactive):.1%} of the low features never fire or fire at ultralow density")
-    moved = [r.share(r.unmoved) for r in with_low if r.unmoved is not None]
-    if moved:
-        text += f", and {min(moved):.1%} to {max(moved):.1%} keep their initial decoder row"
+            "keep their initial decoder row")
     others = [r for r in with_low if r not in untrained]
     if others:
         listed = "; ".join(f"{r.setting} at {r.size} ({verdict(r)}, {r.active} active low)" for r in others[:4])
-        text += ". The exceptions: " + listed + (f"; and {len(others) - 4} more" if len(others) > 4 else "")
+        more = f"; and {len(others) - 4} more" if len(others) > 4 else ""
+        text += ". In the others, too many low features moved: " + listed + more
     return text + "."
 
 
