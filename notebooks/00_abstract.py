@@ -22,6 +22,15 @@
 # **Answer.** {glue:text}`05_low_mode.ipynb::verdict_low:s`
 # {glue:text}`05_low_mode.ipynb::answer_lead:s`
 #
+# ```{glue} fig_dead_vs_low
+# :doc: 05_low_mode.ipynb
+# ```
+#
+# *The answer in one figure (chapter 5).* Each point is one dictionary size of one trained
+# setting: the share of its latents whose decoder row is still within cosine 0.9 of its
+# initialisation (x) against the share of its features with MCS below the random null's
+# cutoff (y). On the dashed line every low feature would be such a latent.
+#
 # **What the active low features fire on.** {glue:text}`05_low_mode.ipynb::fire_proxy_sentence:s`
 #
 # **SAEs that keep their latents alive.** {glue:text}`05b_architectures.ipynb::arch_overall:s`
@@ -35,15 +44,7 @@
 #
 # **Caveats.** {glue:text}`08_conclusions.ipynb::differs:s`
 # {glue:text}`02_methods.ipynb::convergence_sentence:s`
-#
-# ```{glue} fig_dead_vs_low
-# :doc: 05_low_mode.ipynb
-# ```
-#
-# *The answer in one figure (chapter 5).* Each point is one dictionary size of one trained
-# setting: the share of its latents whose decoder row is still within cosine 0.9 of its
-# initialisation (x) against the share of its features with MCS below the random null's
-# cutoff (y). On the dashed line every low feature would be such a latent.
+
 
 # %%
 # %% tags=["parameters"]

@@ -123,7 +123,7 @@ plots.glue_figure("fig_mcs_density", plots.mcs_vs_density(chapter.scatter_panels
 plots.glue_figure("fig_mcs_init", plots.mcs_vs_init_cosine(chapter.scatter_panels(settings)))
 answers = chapter.answer_sentences(settings)
 glue("answer_sentences", " ".join(answers), display=False)
-glue("answer_lead", answers[0] if answers else chapter.n_heldout_text, display=False)  # the abstract's sentence
+glue("answer_lead", chapter.lead(settings), display=False)  # the abstract's sentence
 glue("verdict_low", chapter.overall(settings), display=False)
 
 # %% [markdown]

@@ -244,6 +244,27 @@ def answer_sentence(r: LowByClass) -> str:
     return parts
 
 
+def short_answer(r: LowByClass) -> str:
+    """The abstract's version of :func:`answer_sentence`: the low share, how many of the low features
+    stayed at their initialisation and how far they moved, and how many are inactive."""
+    head = f"{r.setting[:1].upper()}{r.setting[1:]}"
+    if r.n_low < MIN_LOW:
+        return (f"{head}: no low mode ({r.n_low} of the {r.n:,} features of the {r.size}-feature dictionary lie below "
+                f"the null cutoff against {r.against}; firing counted on {r.n_heldout:,} held-out activations).")
+    text = (f"{head}: {r.n_low} of the {r.n:,} features of the {r.size}-feature dictionary ({r.low_share:.1%}) lie "
+            f"below the null cutoff {r.cutoff:.3f} against {r.against}.")
+    if r.unmoved is not None:
+        text += (f" {_pct(r.share(r.unmoved))} of them keep cosine ≥ {latents.UNMOVED_COS} with their initial "
+                 "decoder row")
+        m = r.movement
+        if m is not None and m.decoder_high is not None:
+            text += f" (median {m.decoder_low:.2f}; high-MCS features {m.decoder_high:.2f})"
+        text += "."
+    text += (f" {_pct(r.share(r.inactive))} never fire or fire at ultralow density on {r.n_heldout:,} held-out "
+             "activations.")
+    return text
+
+
 def overall_answer(results: Sequence[LowByClass]) -> str:
     """One sentence over every setting: in how many the low mode is decoders at their initialisation, and
     which dictionaries are the exceptions."""

@@ -277,6 +277,11 @@ class LowModeChapter:
     def answer_sentences(self, settings: Sequence[Setting]) -> list[str]:
         return [answer.answer_sentence(s.row.small) for s in settings if s.main]
 
+    def lead(self, settings: Sequence[Setting]) -> str:
+        """The abstract's answer for the first setting (the lead source, this report's initialisation)."""
+        main = [s for s in settings if s.main]
+        return answer.short_answer(main[0].row.small) if main else self.n_heldout_text
+
     def overall(self, settings: Sequence[Setting]) -> str:
         return answer.overall_answer([r for s in settings if s.main for r in (s.row.small, s.row.mid)])
 

@@ -237,3 +237,16 @@ def test_the_initialisation_is_regenerated_exactly_and_movement_is_reported(fami
     bare = answer.Movement(0.98, None, None, None, None, 0)
     expected = " The low features' decoder rows kept a median cosine of 0.98 with their initial rows."
     assert answer.movement_sentence(bare) == expected
+
+
+def test_the_short_answer_for_the_abstract():
+    r = dataclasses.replace(make(238, 115, 90, 33, 238), movement=answer.Movement(0.98, 0.32, 0.88, 0.43, 106, 1200))
+    text = answer.short_answer(r)
+    assert text == ("Language model, this report's initialisation: 238 of the 1,024 features of the 1024-feature "
+                    "dictionary (23.2%) lie below the null cutoff 0.401 against 8192. 100.0% of them keep cosine ≥ 0.9 "
+                    "with their initial decoder row (median 0.98; high-MCS features 0.32). 86.1% never fire or fire "
+                    "at ultralow density on 327,680 held-out activations.")
+    none = answer.short_answer(make(3, 3, 0, 0, 3))
+    assert "no low mode (3 of the 1,024 features" in none and "held-out activations" in none
+    no_record = answer.short_answer(make(100, 50, 0, 50, None))
+    assert "keep cosine" not in no_record and "50.0% never fire" in no_record

@@ -121,3 +121,4 @@ def test_the_chapter_sweep_rows_and_alpha_sentence(family):
     rows = chapter.sweep_rows([("base", family, "baseline")])
     assert len(rows) == 1 and set(rows[0].low_share) == {16, 32}
     assert chapter.alpha_sentence(rows) == low_mode.alpha_sentence(rows, 16)
+    assert chapter.lead([]) == chapter.n_heldout_text  # no setting measured: the sample is all there is to say
