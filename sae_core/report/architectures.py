@@ -251,8 +251,11 @@ def overall_sentence(rows: Sequence[ArchRow]) -> str:
     elif a == 1:
         lead += f"one has fewer than 1% of latents that never fire, and it has {'no' if b else 'a'} low mode"
     else:
-        lead += (f"{a} have fewer than 1% of latents that never fire, and {b} of these {a} "
-                 f"{'has' if b == 1 else 'have'} no low mode")
+        kept = a - b
+        lead += (f"{a} have fewer than 1% of latents that never fire; "
+                 + ("all of them still have a low mode" if b == 0 else
+                    "none of them has a low mode" if kept == 0 else
+                    f"{kept} of these {a} still {'has' if kept == 1 else 'have'} a low mode"))
     return lead + " (" + "; ".join(parts) + ")."
 
 
