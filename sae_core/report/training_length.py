@@ -175,18 +175,28 @@ def ladder_table(result: Settling, label: str = "quantity") -> tuple[list[str], 
     return header, rows
 
 
+PANELS = ("MCS shares", "latent classes", "FVE")
+
+
+def panel(quantity: str) -> str:
+    """Which of :data:`PANELS` a quantity of :func:`measure` is drawn in."""
+    if quantity.startswith("FVE"):
+        return "FVE"
+    if quantity.startswith(("never-fires", "ultralow", "unmoved")):
+        return "latent classes"
+    return "MCS shares"
+
+
 def plot_ladders(results: dict[str, Settling]):
     """One row per source; panels: MCS shares, latent classes, FVE, each against training steps."""
     import matplotlib.pyplot as plt
 
-    groups = {"MCS shares": ("low share", "cutoff", "0.5"), "latent classes": ("never", "ultralow", "unmoved"),
-              "FVE": ("FVE",)}
-    fig, axes = plt.subplots(len(results), 3, figsize=(12, 3.2 * len(results)), squeeze=False)
+    fig, axes = plt.subplots(len(results), 3, figsize=(13, 3.6 * len(results)), squeeze=False)
     for row, (label, result) in zip(axes, results.items(), strict=True):
         steps = np.array([r.steps for r in result.rungs])
-        for ax, (title, keys) in zip(row, groups.items(), strict=True):
+        for ax, title in zip(row, PANELS, strict=True):
             for q in result.rungs[0].values:
-                if any(k in q for k in keys):
+                if panel(q) == title:
                     ax.plot(steps, [100 * r.values[q] for r in result.rungs], marker="o", label=q)
             if result.settled_at is not None:
                 ax.axvline(result.settled_at, color="0.5", ls=":", lw=1)
@@ -195,6 +205,6 @@ def plot_ladders(results: dict[str, Settling]):
             ax.set_xlabel("training steps")
             ax.set_ylabel("percent")
             ax.set_title(f"{label}: {title}", fontsize=10)
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
     fig.tight_layout()
     return fig

@@ -108,3 +108,13 @@ def test_a_decaying_family_never_continues_a_shorter_run(tmp_path, monkeypatch):
     assert pipeline._shorter_run(longer) is not None  # constant rate: the 6-step run is a prefix
     assert pipeline._shorter_run({**longer, "lr_decay": 0.2}) is None
     assert "lr_warmup" not in longer and pipeline.family_params({**params, "lr_warmup": 5})["lr_warmup"] == 5
+
+
+def test_each_quantity_is_drawn_in_its_own_panel():
+    from sae_core.report.training_length import panel
+
+    assert panel("low share of 1024") == "MCS shares"
+    assert panel("share of 4096 at or above 0.5") == "MCS shares"
+    assert panel("ultralow share at 4096") == "latent classes"  # contains "low share": not an MCS share
+    assert panel("never-fires share at 8192") == "latent classes" and panel("unmoved share at 1024") == "latent classes"
+    assert panel("FVE at 8192") == "FVE"
