@@ -20,6 +20,7 @@ from sae_core.report.analysis import mcs_values
 from sae_core.report.pipeline import Family
 
 MIN_LOW = 10  # fewer low-MCS features than this: no low mode to take apart
+MIN_SCORED = 20  # fewer scored features than this: the reconstruction test says it has little power
 UNTRAINED = "decoders at their initialisation"  # the verdict when >= MOSTLY of the low part is unmoved
 PARTLY = "partly trained features"  # the verdict when the low part holds many active, moved features
 STRICT_COS = 0.99  # a stricter "unmoved", to show the verdict does not hang on latents.UNMOVED_COS
@@ -356,7 +357,10 @@ def unfound_sentence(u: Unfound | None, seed_b: int) -> str:
     if sh:
         text += (f", against {bh} of {sh} ({bh / sh:.0%}) for randomly chosen high-MCS features"
                  + (f" (Fisher's exact test {stats.format_p(u.recon_p)})" if u.recon_p is not None else ""))
-    return text + "."
+    text += "."
+    if sl < MIN_SCORED:
+        text += f" With {sl} scored, the test cannot tell the two rates apart unless they differ greatly."
+    return text
 
 
 def unfound(family: Family, other: Family | None, size: int, against: int, cutoff: float, n_heldout: int,

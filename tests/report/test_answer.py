@@ -68,7 +68,10 @@ def test_unfound_sentence_states_the_nulls():
     text = answer.unfound_sentence(u, 1)
     assert "11 have a match above the cutoff in the 8192-feature dictionary of seed 1, against 0.76 expected" in text
     assert "14.5× chance" in text and "for 2 of the 10 scored (20%), against 3 of 10 (30%)" in text
-    assert "p = 1.000" in text
+    assert "p = 1.000" in text and text.endswith("With 10 scored, the test cannot tell the two rates apart unless "
+                                                  "they differ greatly.")
+    powered = answer.unfound_sentence(answer.Unfound(4096, 8192, 76, recur, (8, 40), (20, 40), 0.01, 0.99), 1)
+    assert powered.endswith("(Fisher's exact test p = 0.010).")
     none = answer.unfound_sentence(answer.Unfound(4096, 8192, 0, None, (0, 0), (0, 0), None, 0.99), 1)
     assert "no active low feature" in none
     unscored = answer.unfound_sentence(answer.Unfound(4096, 8192, 3, None, (0, 0), (0, 0), None, 0.99), 1)
