@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -308,10 +309,11 @@ def per_layer_mcs(family: Family, layers: list[int], small: int, large: int,
 FVE_SAMPLES = 65536  # held-out activations L0 and FVE are measured on (the first of the firing sample)
 
 
-def reconstruction_table(family: Family, n_samples: int = 327680, chunk: int = 4096) -> list[dict[str, float]]:
-    """Per size: L0 and fraction of variance explained on the first ``FVE_SAMPLES`` held-out
-    activations, and the share of latents that never fire on ``n_samples`` of them (the firing
-    sample of :mod:`sae_core.report.latents`).
+def reconstruction_table(family: Family, n_samples: int = 327680, chunk: int = 4096,
+                         sizes: Sequence[int] | None = None) -> list[dict[str, float]]:
+    """Per size (``sizes``, or every size of the family): L0 and fraction of variance explained on the
+    first ``FVE_SAMPLES`` held-out activations, and the share of latents that never fire on
+    ``n_samples`` of them (the firing sample of :mod:`sae_core.report.latents`).
 
     FVE = 1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2 (computed in chunks).
     """
@@ -321,7 +323,8 @@ def reconstruction_table(family: Family, n_samples: int = 327680, chunk: int = 4
     total = float((x - x.mean(0)).pow(2).sum())
     rows = []
     with torch.no_grad():
-        for size, sae in family.saes.items():
+        for size in sizes or list(family.saes):
+            sae = family.saes[size]
             active = err = 0.0
             for start in range(0, n_samples, chunk):
                 xb = x[start:start + chunk]

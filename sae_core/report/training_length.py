@@ -101,8 +101,9 @@ def measure(family: Family, small: int, mid: int, large: int, n_heldout: int, th
         values[f"ultralow share at {size}"] = float(classes.ultralow.mean())
         if classes.unmoved is not None:
             values[f"unmoved share at {size}"] = float(classes.unmoved.mean())
-    fve = {row["size"]: row["fve"] for row in reconstruction_table(family, n_heldout)}
-    for size in dict.fromkeys((small, large)):
+    pair = list(dict.fromkeys((small, large)))
+    fve = {row["size"]: row["fve"] for row in reconstruction_table(family, n_heldout, sizes=pair)}
+    for size in pair:
         values[f"FVE at {size}"] = float(fve[size])
     train_rows = (family.source.describe() or {}).get("train_rows") if family.source is not None else None
     steps = int(family.params["n_steps"])
