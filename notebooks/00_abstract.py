@@ -43,7 +43,7 @@
 # - Feature splitting: {glue:text}`07_feature_splitting.ipynb::splitting_verdict:s`
 #
 # **Caveats.** {glue:text}`08_conclusions.ipynb::differs:s`
-# {glue:text}`02_methods.ipynb::convergence_sentence:s`
+# {glue:text}`02_methods.ipynb::convergence_short:s`
 
 
 # %%

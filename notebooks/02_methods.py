@@ -162,6 +162,7 @@ for label, result in ladders.items():
 glue("convergence_intro", methods.ladder_intro(n_steps, convergence_factor, bool(ladders)), display=False)
 glue("convergence_sentence", " ".join(training_length.settling_sentence(label, r, n_steps)
                                       for label, r in ladders.items()), display=False)
+glue("convergence_short", training_length.settling_summary(ladders), display=False)  # the abstract's
 if ladders:
     fig = training_length.plot_ladders(ladders)
 

@@ -166,6 +166,24 @@ def settling_sentence(label: str, result: Settling, chapters_steps: int) -> str:
             "named here as still moving with training.")
 
 
+def settling_summary(results: dict[str, Settling]) -> str:
+    """The abstract's one sentence over every source: where training settled, or the largest move of the last
+    doubling where it did not (the methods chapter gives the full account)."""
+    if not results:
+        return "This build did not check the training length."
+    parts = []
+    for label, r in results.items():
+        if len(r.rungs) < 2:
+            parts.append(f"on the {label} it was not checked")
+        elif r.settled_at is not None:
+            parts.append(f"on the {label} it had settled at {r.settled_at:,} steps")
+        else:
+            worst = max(r.last_changes, key=r.last_changes.get)
+            parts.append(f"on the {label} it had not settled by {r.final_steps:,} steps ({worst} still moved by "
+                         f"{_points(r.last_changes[worst])})")
+    return "Training length (chapter 2): " + "; ".join(parts) + "."
+
+
 def ladder_table(result: Settling, label: str = "quantity") -> tuple[list[str], list[list[str]]]:
     """Header and rows: one row per quantity, one column per rung, values in percent."""
     header = [label] + [f"{r.steps:,} steps" for r in result.rungs] + ["last change"]

@@ -118,3 +118,15 @@ def test_each_quantity_is_drawn_in_its_own_panel():
     assert panel("ultralow share at 4096") == "latent classes"  # contains "low share": not an MCS share
     assert panel("never-fires share at 8192") == "latent classes" and panel("unmoved share at 1024") == "latent classes"
     assert panel("FVE at 8192") == "FVE"
+
+
+def test_the_abstract_summary_names_each_source_and_its_largest_move():
+    from sae_core.report.training_length import settling_summary
+
+    moving = settle([rung(100, 0.30, fve=0.80), rung(200, 0.20, fve=0.85)])
+    settled = settle([rung(100, 0.30), rung(200, 0.301)])
+    text = settling_summary({"language model": moving, "synthetic": settled, "x": settle([rung(100, 0.3)])})
+    assert text == ("Training length (chapter 2): on the language model it had not settled by 200 steps (low share "
+                    "of 1024 still moved by 10.0 points); on the synthetic it had settled at 100 steps; on the x it "
+                    "was not checked.")
+    assert settling_summary({}) == "This build did not check the training length."
