@@ -77,6 +77,17 @@ def test_direction_share_one_direction_and_random():
     assert latents.DirectionShare.of(np.ones((1, 4))) is None  # one vector: nothing to share
 
 
+def test_direction_share_matches_gram_matrix_and_svd():
+    rng = np.random.default_rng(3)
+    v = rng.standard_normal((40, 7)) + np.array([2.0, 0, 0, 0, 0, 0, 1.0])  # a shared component
+    u = v / np.linalg.norm(v, axis=1, keepdims=True)
+    gram = u @ u.T
+    sv = np.linalg.svd(u, compute_uv=False)
+    d = latents.DirectionShare.of(v)
+    assert d.mean_cosine == pytest.approx((gram.sum() - 40) / (40 * 39), rel=1e-10)
+    assert d.top_share == pytest.approx(sv[0] ** 2 / (sv ** 2).sum(), rel=1e-10)
+
+
 def test_encoder_direction_test_sees_a_planted_shared_encoder_direction(family):
     c = latents.classify(family, 64, 2048)
     sae = family.saes[64]
