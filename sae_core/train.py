@@ -404,8 +404,9 @@ class _FusedFamily:
             w_dec = self.W_dec.detach()  # a Parameter would send embedding_bag down its autograd path
         if self.topk is not None:
             z = torch.addmm(self.b_enc, x, self.W_encT.t())  # [B, S]
+            picks = self._topk_select(z, since)  # selection parallelises over rows: torch's threads
             with _threads(SPARSE_THREADS):
-                fired, grad_dec, parts = self._topk_grads(x, z, w_dec, since, want_parts)
+                fired, grad_dec, parts = self._topk_grads(x, w_dec, picks, want_parts)
             self.sparse, self.density = True, sum(self.topk.values()) / z.shape[1]
             self.W_dec.grad = grad_dec
             with _threads(UPDATE_THREADS):
@@ -507,45 +508,62 @@ class _FusedFamily:
         self.b_enc.grad = torch.bincount(latent, weights=dpre, minlength=n_latents).to(x.dtype)
         return counts > 0, grad_dec, parts
 
-    def _topk_grads(self, x: torch.Tensor, z: torch.Tensor, w_dec: torch.Tensor, since: torch.Tensor | None,
+    def _topk_select(self, z: torch.Tensor, since: torch.Tensor | None
+                     ) -> dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]]:
+        """Per size J, from the pre-activations z_J [B, J]: the top k entries of each row (values
+        ReLU(z), indices) and, for AuxK, the top k_aux among the dead latents (not fired in
+        ``dead_window`` steps, this one included), or None when there is none. The dead latents'
+        columns are gathered first, so the second selection runs over them alone."""
+        picks = {}
+        for size in self.sizes:
+            z_j = z[:, self.block(size)]
+            vals, idx = z_j.topk(self.topk[size], dim=1)  # [B, k]
+            vals = vals.relu_()
+            aux = (None, None)
+            if since is not None and self.aux_k[size] and self.aux_coeff:
+                fired_j = torch.zeros(size, dtype=torch.bool, device=z.device)
+                fired_j[idx[vals > 0]] = True
+                dead = ((since[self.block(size)] + 1 >= self.dead_window) & ~fired_j).nonzero().squeeze(1)
+                if len(dead):
+                    h, at = z_j.index_select(1, dead).topk(min(self.aux_k[size], len(dead)), dim=1)
+                    aux = (h.relu_(), dead[at])
+            picks[size] = (vals, idx, *aux)
+        return picks
+
+    def _topk_grads(self, x: torch.Tensor, w_dec: torch.Tensor,
+                    picks: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]],
                     want_parts: bool) -> tuple[torch.Tensor, torch.Tensor, dict[int, dict[str, float]]]:
         """TopK + AuxK gradients over the selected entries alone (every code is at most k-sparse).
 
-        Per size J with pre-activations z_J [B, J]: the top k entries of each row, values
-        a = ReLU(z) there; x̂ = sum a_bj ŵ_j; g = 2 (x̂ - x) / (B d). Then at each selected (b, j):
+        Per size J with the entries :meth:`_topk_select` picked, values a = ReLU(z) there:
+        x̂ = sum a_bj ŵ_j; g = 2 (x̂ - x) / (B d). Then at each selected (b, j):
         dz_bj = (g_b · ŵ_j) 1[a_bj > 0], dŴ_j += a_bj g_b, dW_encᵀ_j += dz_bj x_b, db_enc_j += dz_bj.
-        AuxK: among the dead latents (not fired in ``dead_window`` steps, this one included) the top
-        k_aux of each row of z_J, values h = ReLU(z); ê = sum h_bj ŵ_j; with e = x - x̂ and
-        D = sum_b ||e_b - ē||², g_aux = aux_coeff · 2 (ê - e) / D enters the same sums at those entries.
-        A dead latent did not fire this step, so the two sets of entries are disjoint."""
+        AuxK, at the dead latents' top k_aux entries of each row, values h = ReLU(z):
+        ê = sum h_bj ŵ_j; with e = x - x̂ and D = sum_b ||e_b - ē||², g_aux = aux_coeff · 2 (ê - e) / D
+        enters the same sums at those entries. A dead latent did not fire this step, so the two
+        sets of entries are disjoint. (With fewer than k_aux dead latents, all of them are used.)"""
         b, d = x.shape
         grad_enc, grad_b, grad_dec = (torch.zeros_like(t) for t in (self.W_encT, self.b_enc, self.W_dec))
-        fired = torch.zeros(z.shape[1], dtype=torch.bool, device=z.device)
+        fired = torch.zeros(grad_b.shape[0], dtype=torch.bool, device=x.device)
         parts = {}
         for size in self.sizes:
             blk = self.block(size)
-            z_j, w_j = z[:, blk], w_dec[blk]
-            vals, idx = z_j.topk(self.topk[size], dim=1)  # [B, k]
-            vals = vals.relu_()
-            fired_j = fired[blk]
-            fired_j[idx[vals > 0]] = True
+            vals, idx, h, hidx = picks[size]
+            w_j = w_dec[blk]
+            fired[blk][idx[vals > 0]] = True
             x_hat = _bag_decode(idx, vals, w_j)
             err = x_hat - x
             g = err * (2.0 / (b * d))
             enc_j, b_j, dec_j = grad_enc[blk], grad_b[blk], grad_dec[blk]
             _scatter_grads(idx, vals, g, x, w_j, enc_j, b_j, dec_j)
             aux = 0.0
-            if since is not None and self.aux_k[size] and self.aux_coeff:
-                dead = (since[blk] + 1 >= self.dead_window) & ~fired_j
-                if bool(dead.any()):
-                    h, hidx = z_j.masked_fill(~dead, 0.0).topk(self.aux_k[size], dim=1)
-                    h = h.relu_()
-                    e = -err  # x - x̂, a constant target
-                    denom = (e - e.mean(0)).pow(2).sum()
-                    if float(denom) > 0:
-                        diff = _bag_decode(hidx, h, w_j) - e
-                        aux = float(diff.pow(2).sum() / denom) if want_parts else 0.0
-                        _scatter_grads(hidx, h, diff * (2.0 * self.aux_coeff / denom), x, w_j, enc_j, b_j, dec_j)
+            if h is not None:
+                e = -err  # x - x̂, a constant target
+                denom = (e - e.mean(0)).pow(2).sum()
+                if float(denom) > 0:
+                    diff = _bag_decode(hidx, h, w_j) - e
+                    aux = float(diff.pow(2).sum() / denom) if want_parts else 0.0
+                    _scatter_grads(hidx, h, diff * (2.0 * self.aux_coeff / denom), x, w_j, enc_j, b_j, dec_j)
             if want_parts:
                 mse = float(err.pow(2).mean())
                 parts[size] = {"loss": mse + self.aux_coeff * aux, "mse": mse, "l1": float(vals.sum(1).mean()),
@@ -569,13 +587,28 @@ def _scatter_grads(idx: torch.Tensor, vals: torch.Tensor, g: torch.Tensor, x: to
                    grad_enc: torch.Tensor, grad_b: torch.Tensor, grad_dec: torch.Tensor) -> None:
     """Add the gradients of sum_b g_b · x̂_b, x̂_b = sum_i vals[b, i] w[idx[b, i]], vals = ReLU(z) at
     idx, into the latent-major gradients (in place): dw_j += vals_bi g_b, dz_bi = (g_b · w_j) 1[vals > 0],
-    dW_encᵀ_j += dz_bi x_b, db_enc_j += dz_bi, for j = idx[b, i]."""
+    dW_encᵀ_j += dz_bi x_b, db_enc_j += dz_bi, for j = idx[b, i].
+
+    Latent-major, as in :meth:`_FusedFamily._sparse_grads`: the B·k entries sorted by latent (stable),
+    dw_j and dW_encᵀ_j as one bag per latent (``embedding_bag``), and g_b · w_j at the selected
+    entries alone (``sampled_addmm``): about 5x faster on one thread than gathering w[idx] [B, k, d]
+    and scattering [B·k, d] products with ``index_add_``."""
     b, k = idx.shape
+    n_latents = w.shape[0]
     flat = idx.reshape(-1)
-    dz = torch.einsum("bkd,bd->bk", w[idx], g).mul_(vals > 0)  # [B, k]
-    grad_dec.index_add_(0, flat, (vals.unsqueeze(2) * g.unsqueeze(1)).reshape(b * k, -1))
-    grad_enc.index_add_(0, flat, (dz.unsqueeze(2) * x.unsqueeze(1)).reshape(b * k, -1))
-    grad_b.index_add_(0, flat, dz.reshape(-1))
+    latent, order = torch.sort(flat.int(), stable=True)
+    sample = order // k
+    counts = torch.bincount(flat, minlength=n_latents)
+    offsets = torch.cat([counts.new_zeros(1), counts.cumsum(0)])  # [J + 1]
+    v = vals.reshape(-1).index_select(0, order)
+    grad_dec += F.embedding_bag(sample, g, offsets, mode="sum", per_sample_weights=v, include_last_offset=True)
+    with warnings.catch_warnings():  # torch warns once that sparse CSR support is in beta
+        warnings.simplefilter("ignore", UserWarning)
+        pattern = torch.sparse_csr_tensor(offsets, sample, torch.zeros_like(v), size=(n_latents, b),
+                                          check_invariants=False)
+        dz = torch.sparse.sampled_addmm(pattern, w, g.t()).values().mul_(v > 0)  # [B·k], latent-major
+    grad_enc += F.embedding_bag(sample, x, offsets, mode="sum", per_sample_weights=dz, include_last_offset=True)
+    grad_b += torch.bincount(latent.long(), weights=dz, minlength=n_latents).to(grad_b.dtype)
 
 
 # ------------------------------------------------------------------ optimizer state by size

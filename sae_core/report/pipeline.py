@@ -37,6 +37,7 @@ TRAIN_KEYS = ("sizes", "n_steps", "batch_size", "lr", "l1_coeff", "seed", "resam
 # keys of families cached before they existed stay valid.
 OPTIONAL_TRAIN_KEYS = ("normalize_activations", "resample_pool", "activation", "k", "aux_k", "aux_coeff", "dead_window",
                        "lr_warmup", "lr_decay", "threshold_beta", "l0_coeff", "jump_bandwidth", "jump_init")
+TOPK_STEP = 2  # version of the fused TopK step's summation order (enters TopK families' cache keys)
 FAMILY_KEYS = ("source", *TRAIN_KEYS, *OPTIONAL_TRAIN_KEYS, "synthetic", "lm")
 
 
@@ -67,6 +68,10 @@ def family_params(namespace: Mapping[str, Any]) -> dict[str, Any]:
         params.setdefault("resample_pool", defaults["resample_pool"])
     else:
         params.pop("resample_pool", None)
+    if params.get("activation") == "topk":
+        # the TopK step's sums run in another order since the latent-major kernels (1e-6 per step,
+        # chaotic over 1,200 steps): a TopK family of the earlier step is not reused as this one's
+        params["topk_step"] = TOPK_STEP
     overrides = dict(params.pop("synthetic", None) or {}), dict(params.pop("lm", None) or {})
     if source == "synthetic":
         params["synthetic"] = dataclasses.asdict(SyntheticConfig(**overrides[0]))
