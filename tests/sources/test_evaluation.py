@@ -11,7 +11,7 @@ from torch import nn
 
 from sae_core.sae import SAEConfig, SparseAutoencoder
 from sae_core.sources import nnsight_sites as lm_sites
-from sae_core.sources.evaluation import LossRecovered, ce_loss_recovered, next_token_ce
+from sae_core.sources.evaluation import LossRecovered, ce_loss_recovered, ce_loss_recovered_many, next_token_ce
 from sae_core.sources.gpt import GPTConfig, build_model, train_tokenizer
 from sae_core.sources.lm_source import token_batches
 
@@ -132,6 +132,17 @@ def test_identity_recovers_everything_and_zeros_nothing(setup, site_name):
     assert (zeros.clean, zeros.zero, zeros.n_tokens) == (ident.clean, ident.zero, ident.n_tokens)
     # scale: sae(c x) / c of the identity is still x
     assert ce_loss_recovered(lm, site, Identity(), iter(batches), scale=37.0).recovered == pytest.approx(1.0, abs=1e-5)
+
+
+def test_many_saes_share_the_clean_and_zero_runs_and_equal_one_at_a_time(setup):
+    model, lm, batches = setup
+    site = lm_sites.resolve_site(model, "blocks.1.hook_resid_post")
+    saes = {"identity": Identity(), "zeros": Zeros()}
+    many = ce_loss_recovered_many(lm, site, saes, iter(batches), scale=3.0)
+    for key, sae in saes.items():
+        alone = ce_loss_recovered(lm, site, sae, iter(batches), scale=3.0)
+        assert many[key] == alone
+    assert many["identity"].recovered != many["zeros"].recovered
 
 
 def test_clean_loss_equals_a_plain_forward_per_unpadded_row(setup):
