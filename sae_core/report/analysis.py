@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -315,24 +316,37 @@ def reconstruction_table(family: Family, n_samples: int = 327680, chunk: int = 4
     first ``FVE_SAMPLES`` held-out activations, and the share of latents that never fire on
     ``n_samples`` of them (the firing sample of :mod:`sae_core.report.latents`).
 
-    FVE = 1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2 (computed in chunks).
+    FVE = 1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2 (computed in chunks). L0 and FVE are
+    stored in the family's folder beside the firing counts, so every chapter reads the same values
+    and the encoder runs over the sample once per dictionary.
     """
     n_fire = n_samples
     n_samples = family.heldout_n(min(n_samples, FVE_SAMPLES))
-    x = family.sample(n_samples)
-    total = float((x - x.mean(0)).pow(2).sum())
-    rows = []
-    with torch.no_grad():
-        for size in sizes or list(family.saes):
+    folder = family.path / "heldout"
+    rows, x, total = [], None, None
+    for size in sizes or list(family.saes):
+        path = folder / f"recon_{latents.FIRES_VERSION}_{size}_{n_samples}.json"
+        if path.is_file():
+            l0, fve = (json.loads(path.read_text())[k] for k in ("l0", "fve"))
+        else:
+            if x is None:
+                x = family.sample(n_samples)
+                total = float((x - x.mean(0)).pow(2).sum())
             sae = family.saes[size]
             active = err = 0.0
-            for start in range(0, n_samples, chunk):
-                xb = x[start:start + chunk]
-                x_hat, f = sae(xb, output_features=True)
-                active += float((f > 0).sum())
-                err += float((xb - x_hat).pow(2).sum())
-            rows.append({"size": size, "l0": active / n_samples, "fve": 1 - err / total, "n_fve": n_samples,
-                         "never_fires": float((heldout_fires(family, size, n_fire) == 0).mean())})
+            with torch.no_grad():
+                for start in range(0, n_samples, chunk):
+                    xb = x[start:start + chunk]
+                    x_hat, f = sae(xb, output_features=True)
+                    active += float((f > 0).sum())
+                    err += float((xb - x_hat).pow(2).sum())
+            l0, fve = active / n_samples, 1 - err / total
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".{path.name}.tmp"
+            tmp.write_text(json.dumps({"l0": l0, "fve": fve}))
+            tmp.replace(path)
+        rows.append({"size": size, "l0": l0, "fve": fve, "n_fve": n_samples,
+                     "never_fires": float((heldout_fires(family, size, n_fire) == 0).mean())})
     return rows
 
 

@@ -43,7 +43,7 @@ FALLBACK_THRESHOLD = 1e-4  # density threshold when the log-density histogram ha
 VALLEY_BIN = 0.25  # width of the log10-density histogram's bins, in decades
 ROBUSTNESS_NS = (32768, 131072)  # smaller held-out samples the robustness table reports beside all
 FIRING = ("never fires", "ultralow", "active")
-_FIRES_VERSION = "v2"  # held-out rows of held-out documents (part of the cache file's name)
+FIRES_VERSION = "v2"  # held-out rows of held-out documents (part of the cache file's name)
 
 
 def detection_limit(n_samples: int) -> float:
@@ -61,7 +61,7 @@ def heldout_fires(family: Family, size: int, n_samples: int, chunk: int = 4096) 
     n = family.heldout_n(n_samples)
     if ("fires", size, n) not in family.memo:
         folder = family.path / "heldout"
-        paths = {s: folder / f"fires_{_FIRES_VERSION}_{s}_{n}.npy" for s in family.sizes}
+        paths = {s: folder / f"fires_{FIRES_VERSION}_{s}_{n}.npy" for s in family.sizes}
         if not paths[size].is_file():
             # one pass over the sample for every size still missing: the sample is drawn once
             missing = [s for s, p in paths.items() if not p.is_file()]

@@ -126,3 +126,21 @@ def test_the_threshold_ignores_densities_below_the_detection_limit(monkeypatch):
     monkeypatch.setattr(latents, "heldout_fires", lambda family, size, m: np.concatenate([spike, mid, high]))
     t = latents.density_threshold(fake, n)
     assert t.from_valley and 3e-4 < t.value < 3e-2 and t.modes[0] > np.log10(3 / n)
+
+
+def test_reconstruction_table_is_the_direct_computation_and_stored_once(family):
+    from sae_core.report import analysis
+
+    rows = analysis.reconstruction_table(family, n_samples=4096)
+    n = family.heldout_n(min(4096, analysis.FVE_SAMPLES))
+    x = family.sample(n)
+    for row in rows:
+        with torch.no_grad():
+            x_hat, f = family.saes[row["size"]](x, output_features=True)
+        assert row["fve"] == pytest.approx(1 - float((x - x_hat).pow(2).sum()) / float((x - x.mean(0)).pow(2).sum()),
+                                           rel=1e-5)
+        assert row["l0"] == pytest.approx(float((f > 0).sum(1).float().mean()), rel=1e-6)
+    stored = sorted((family.path / "heldout").glob("recon_*.json"))
+    assert len(stored) == len(rows)
+    family.saes[rows[0]["size"]].W_dec.data.zero_()  # a second call reads the stored values, not the weights
+    assert analysis.reconstruction_table(family, n_samples=4096) == rows
