@@ -27,7 +27,15 @@ import torch
 
 from benchmarks.common import _sync, matmul_flops, spread
 from sae_core.sources.synthetic import SyntheticSource
-from sae_core.train import UPDATE_THREADS, TrainConfig, _FusedFamily, _make_family, _threads, train_family
+from sae_core.train import (
+    UPDATE_THREADS,
+    TrainConfig,
+    _FusedFamily,
+    _make_family,
+    _resolve_threads,
+    _threads,
+    train_family,
+)
 
 
 def _time_family(src, cfg: TrainConfig, device: torch.device) -> float:
@@ -132,7 +140,8 @@ def bench_train(device: torch.device, n_steps: int, warm_steps: int = 300, chunk
     print(f"[train] sparse fused step at those weights: {sparse_ms} ms/step, "
           f"{sorted(sparse_t)[chunks // 2] / floor:.2f}x the floor")
     adam_bytes = 7 * 4 * n_params  # float32: read parameter, gradient, two moments; write three
-    print(f"[train] Adam update alone over the {n_params / 1e6:.2f}M parameters ({UPDATE_THREADS or 'all'} "
+    update_threads = _resolve_threads(UPDATE_THREADS) or "all"
+    print(f"[train] Adam update alone over the {n_params / 1e6:.2f}M parameters ({update_threads} "
           f"thread(s), as in the sparse step): {spread(adam, ms)} ms, "
           f"{adam_bytes / sorted(adam)[len(adam) // 2] / 1e9:.1f} GB/s of its {adam_bytes / 1e6:.0f} MB; "
           f"encoder matmul + ReLU alone: {spread(encoder, ms)} ms; decoder renormalisation: {spread(renorm, ms)} ms")

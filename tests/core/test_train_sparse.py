@@ -114,3 +114,32 @@ def test_the_sparse_switch_is_not_a_cache_key():
     from sae_core.report.pipeline import FAMILY_KEYS
 
     assert "sparse_below" not in FAMILY_KEYS and "fused" not in FAMILY_KEYS
+
+
+@pytest.mark.parametrize("activation", ["relu", "topk"])
+def test_the_step_does_not_depend_on_the_thread_count(activation, monkeypatch):
+    """SPARSE_THREADS / UPDATE_THREADS ("auto" picks by load) must not change a single bit."""
+    import sae_core.train as train
+
+    src = SyntheticSource(SMALL_SOURCE)
+    kw = {"k": 8, "aux_k": 16} if activation == "topk" else {}
+    cfg = quiet(sizes=(512, 2048), l1_coeff=1e-2, activation=activation, **kw)
+    old = torch.get_num_threads()
+    weights = []
+    try:
+        torch.set_num_threads(2)
+        for threads in (1, None):
+            monkeypatch.setattr(train, "SPARSE_THREADS", threads)
+            monkeypatch.setattr(train, "UPDATE_THREADS", threads)
+            members = _make_family(cfg, SMALL_SOURCE.d_in, {}, torch.device("cpu"), fused=False)
+            fam = _FusedFamily(members, cfg.lr, cfg.l1_coeff, ALWAYS_SPARSE,
+                               aux_k={s: 16 for s in cfg.sizes} if activation == "topk" else None, dead_window=2)
+            since = torch.full((sum(cfg.sizes),), 5)  # every latent "dead" for AuxK's selection
+            for step in range(6):
+                fam.step(src.batch(step, 256), want_parts=False, since=since if activation == "topk" else None)
+            assert fam.sparse
+            weights.append({n: p.data.clone() for n, p in fam.params.items()})
+    finally:
+        torch.set_num_threads(old)
+    for name in weights[0]:
+        assert torch.equal(weights[0][name], weights[1][name]), name
