@@ -205,18 +205,12 @@ glue("unfound_sentence", answer.unfound_sentence(unfound, second_seed), display=
 # %%
 display(plots.table(*chapter.ablation_table(settings)))
 glue("ablation_sentence", chapter.ablation_sentence(settings), display=False)
+glue("ablation_intro", chapter.ablation_intro(ablations if retrainable else []), display=False)
 
 # %% [markdown]
 # ## What changes the low mode
 #
-# Each row is a family trained at the chapter's sizes with one setting changed: the
-# initialisation of the code that trained the post's dictionaries (`init="post"`: encoder and
-# decoder drawn independently, decoder rows normalised inside the forward pass) against this
-# report's transposed initialisation, resampling of dead latents from a pool of held-back
-# activations (Bricken et al.'s procedure), a learning-rate schedule (`lr_warmup` steps of
-# linear warm-up, then linear decay to 0 over the last `lr_decay` share of the steps), and, on
-# the synthetic source, isotropic noise added to the activations (the post's "noise"
-# explanation).
+# {glue:text}`ablation_intro`
 #
 # {glue:text}`ablation_sentence`
 

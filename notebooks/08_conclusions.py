@@ -75,9 +75,9 @@ sentences.glue_all({
 # dictionary did not find. Chapter 5 measured the answer on held-out activations:
 # {glue:text}`05_low_mode.ipynb::verdict_low:s`
 #
-# [Chapter 5](05_low_mode.ipynb) gives the answer for each setting, the ablations
-# (resampling, noise, the post's initialisation), the sweep of sparsity pressure and
-# activation scale, and the fit across every family this build trained.
+# [Chapter 5](05_low_mode.ipynb) gives the answer for each setting, the ablations this build
+# trained, the sweep of sparsity pressure and activation scale (the `sweep` profile), and the
+# fit across every family this build trained.
 #
 # ## What differs from the post
 #

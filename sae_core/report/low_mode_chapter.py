@@ -109,6 +109,34 @@ def setting_label(source_name: str, overrides: Mapping[str, Any], two_sources: b
     return f"{source_name}, {name}" if two_sources or overrides in MAIN_SETTINGS else name
 
 
+ABLATION_KINDS = {  # what chapter 5's ablation settings change, as the page names them
+    "init": "the initialisation of the code that trained the post's dictionaries (`init=\"post\"`: encoder and "
+            "decoder drawn independently, decoder rows normalised inside the forward pass)",
+    "resample": "resampling of dead latents from a pool of held-back activations (Bricken et al.'s procedure)",
+    "schedule": "a learning-rate schedule (`lr_warmup` steps of linear warm-up, then linear decay to 0 over "
+                "the last `lr_decay` share of the steps)",
+    "noise": "isotropic noise added to the synthetic activations (the post's \"noise\" explanation)",
+}
+
+
+def _setting_kind(overrides: Mapping[str, Any]) -> str | None:
+    """Which of :data:`ABLATION_KINDS` a setting is (None: another change)."""
+    if overrides.get("init") == "post" and len(overrides) == 1:
+        return "init"
+    if overrides.get("resample_every") and len(overrides) == 1:
+        return "resample"
+    if set(overrides) <= {"lr_warmup", "lr_decay"} and overrides:
+        return "schedule"
+    if set(overrides) == {"synthetic"} and set(overrides["synthetic"]) == {"noise_std"}:
+        return "noise"
+    return None
+
+
+def _join(items: Sequence[str]) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else "; ".join(items[:-1]) + "; and " + items[-1]
+
+
 class LowModeChapter:
     def __init__(self, sources: Sequence[Family], small: int, mid: int, large: int, ablation_sizes: Sequence[int],
                  null_q: float, n_heldout: int) -> None:
@@ -328,6 +356,23 @@ class LowModeChapter:
         return (["setting", f"{self.ab_small}: low share", f"{self.ab_small}: bimodal", f"{self.mid}: MCS ≥ 0.5",
                  f"{self.mid}: low part", f"{self.mid}: active low", f"{self.mid}: near-duplicate rows",
                  f"{self.large}: never fires"], rows)
+
+    def ablation_intro(self, overrides: Sequence[Mapping[str, Any]]) -> str:
+        """What each trained setting changes, from ``overrides`` (the chapter's ``ablations``), and which of the
+        settings the report knows this build did not train (the ``sweep`` profile trains them all)."""
+        if not overrides:
+            return "This build trains no ablation family (`ablations` is empty)."
+        kinds = {kind: any(_setting_kind(o) == kind for o in overrides) for kind in ABLATION_KINDS}
+        said = [ABLATION_KINDS[k] for k, present in kinds.items() if present]
+        others = [o for o in overrides if _setting_kind(o) is None]
+        said += [f"`{low_mode.ablation_name(o)}`" for o in others]
+        text = ("Each row is a family trained at the chapter's sizes with one setting changed from the "
+                "report's own: " + _join(said) + ".")
+        missing = [ABLATION_KINDS[k] for k, present in kinds.items() if not present]
+        if missing:
+            text += (" To keep the default book inside its time budget, it does not train " + _join(missing)
+                     + "; `make book PROFILE=sweep` adds them.")
+        return text
 
     def ablation_sentence(self, settings: Sequence[Setting]) -> str:
         if not settings:

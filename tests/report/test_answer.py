@@ -253,3 +253,16 @@ def test_the_short_answer_for_the_abstract():
     assert "no low mode (3 of the 1,024 features" in none and "held-out activations" in none
     no_record = answer.short_answer(make(100, 50, 0, 50, None))
     assert "keep cosine" not in no_record and "50.0% never fire" in no_record
+
+
+def test_the_ablation_intro_names_what_was_trained_and_what_the_sweep_adds():
+    chapter = low_mode_chapter.LowModeChapter.__new__(low_mode_chapter.LowModeChapter)  # the intro reads no data
+    only_post = chapter.ablation_intro([{"init": "post"}])
+    assert "init=\"post\"" in only_post and "`make book PROFILE=sweep` adds them" in only_post
+    assert "resampling of dead latents" in only_post.split("does not train")[1]
+    every = chapter.ablation_intro([{"init": "post"}, {"resample_every": 400}, {"lr_warmup": 100, "lr_decay": 0.2},
+                                    {"synthetic": {"noise_std": 0.05}}])
+    assert "does not train" not in every and every.count(";") >= 3
+    odd = chapter.ablation_intro([{"l1_coeff": 0.003}])
+    assert "`l1_coeff=0.003`" in odd
+    assert chapter.ablation_intro([]) == "This build trains no ablation family (`ablations` is empty)."
