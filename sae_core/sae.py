@@ -193,6 +193,19 @@ class SparseAutoencoder(nn.Module):
             return torch.zeros_like(a).scatter(-1, top.indices, top.values)
         return a * (z > self.threshold)  # jumprelu
 
+    @torch.no_grad()
+    def firing_counts(self, x: torch.Tensor) -> torch.Tensor:
+        """How many rows of x [B, d_in] each latent fires on (f > 0): [d_sae], int64.
+
+        For ReLU, f > 0 exactly where z > 0, so the codes are never formed; the count is one
+        matrix-vector product with the 0/1 indicator, about twice as fast on CPU as summing a
+        boolean [B, d_sae] tensor (exact in float32 for B < 2^24)."""
+        if x.shape[0] >= 2**24:
+            raise ValueError(f"count at most 2^24 - 1 rows at a time, got {x.shape[0]}")
+        z = self.pre_activations(x) if self.cfg.activation == "relu" else self.encode(x)
+        ones = torch.ones(1, x.shape[0], dtype=z.dtype, device=z.device)
+        return (ones @ z.gt_(0).to(z.dtype)).squeeze(0).round().long()
+
     @property
     def decoder_rows(self) -> torch.Tensor:
         """The decoder as ``decode`` uses it, [d_sae, d_in], differentiable.

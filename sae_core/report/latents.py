@@ -70,7 +70,7 @@ def heldout_fires(family: Family, size: int, n_samples: int, chunk: int = 4096) 
             with torch.no_grad():
                 for start in range(0, n, chunk):
                     for s in missing:
-                        totals[s] += (family.saes[s].encode(x[start:start + chunk]) > 0).sum(0)
+                        totals[s] += family.saes[s].firing_counts(x[start:start + chunk])
             folder.mkdir(parents=True, exist_ok=True)
             for s in missing:
                 tmp = folder / f".{paths[s].name}.tmp"

@@ -472,3 +472,18 @@ def test_fused_step_matches_the_plain_step_with_the_post_initialisation():
         assert not torch.allclose(fused[s].W_dec.norm(dim=1), torch.ones(s), atol=1e-4)
     for a, b in zip(fused_hist, plain_hist, strict=True):
         assert a["d_sae"] == b["d_sae"] and abs(a["loss"] - b["loss"]) <= 1e-5 * max(1.0, abs(b["loss"]))
+
+
+@pytest.mark.parametrize("activation", ["relu", "topk", "jumprelu"])
+def test_firing_counts_are_the_codes_counted(activation):
+    kw = {"k": 5} if activation == "topk" else {}
+    sae = SparseAutoencoder(SAEConfig(d_in=12, d_sae=40, activation=activation, seed=3, **kw))
+    with torch.no_grad():
+        sae.b_enc.data.normal_(generator=torch.Generator().manual_seed(1))
+        if activation == "jumprelu":
+            sae.threshold.data.fill_(0.2)
+    x = torch.randn(300, 12, generator=torch.Generator().manual_seed(2))
+    counts = sae.firing_counts(x)
+    assert counts.dtype == torch.int64
+    assert torch.equal(counts, (sae.encode(x) > 0).sum(0))
+    assert 0 < int(counts.sum()) < 300 * 40  # neither nothing nor everything fires
