@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -57,27 +58,40 @@ def detection_limit(n_samples: int) -> float:
 def heldout_fires(family: Family, size: int, n_samples: int, chunk: int = 4096) -> np.ndarray:
     """How many of the first ``n_samples`` held-out activations (all there are, if fewer) each
     latent of ``size`` fires on. Counted in chunks, so the [n, d_sae] codes never exist at once;
-    memoised on the family and stored in its folder, so every chapter reads the same counts."""
+    memoised on the family and stored in its folder, so every chapter reads the same counts.
+    Smaller samples are prefixes of larger ones, so the pass also stores the counts at each
+    smaller n of ``ROBUSTNESS_NS`` (the robustness table's) on its way."""
     n = family.heldout_n(n_samples)
     if ("fires", size, n) not in family.memo:
         folder = family.path / "heldout"
-        paths = {s: folder / f"fires_{FIRES_VERSION}_{s}_{n}.npy" for s in family.sizes}
-        if not paths[size].is_file():
+
+        def path(s: int, m: int) -> Path:
+            return folder / f"fires_{FIRES_VERSION}_{s}_{m}.npy"
+
+        if not path(size, n).is_file():
             # one pass over the sample for every size still missing: the sample is drawn once
-            missing = [s for s, p in paths.items() if not p.is_file()]
+            missing = [s for s in family.sizes if not path(s, n).is_file()]
+            prefixes = sorted({family.heldout_n(m) for m in ROBUSTNESS_NS if family.heldout_n(m) < n})
             x = family.sample(n)
             totals = {s: torch.zeros(s, dtype=torch.long) for s in missing}
+            stops = sorted({*range(chunk, n, chunk), *prefixes, n})
+            start, at_prefix = 0, {}
             with torch.no_grad():
-                for start in range(0, n, chunk):
+                for stop in stops:
                     for s in missing:
-                        totals[s] += family.saes[s].firing_counts(x[start:start + chunk])
+                        totals[s] += family.saes[s].firing_counts(x[start:stop])
+                    if stop in prefixes:
+                        at_prefix[stop] = {s: t.clone() for s, t in totals.items()}
+                    start = stop
             folder.mkdir(parents=True, exist_ok=True)
-            for s in missing:
-                tmp = folder / f".{paths[s].name}.tmp"
-                with open(tmp, "wb") as fh:
-                    np.save(fh, totals[s].numpy())
-                tmp.replace(paths[s])
-        family.memo[("fires", size, n)] = np.load(paths[size])
+            for m, counts in [*at_prefix.items(), (n, totals)]:
+                for s, t in counts.items():
+                    if not path(s, m).is_file():
+                        tmp = folder / f".{path(s, m).name}.tmp"
+                        with open(tmp, "wb") as fh:
+                            np.save(fh, t.numpy())
+                        tmp.replace(path(s, m))
+        family.memo[("fires", size, n)] = np.load(path(size, n))
     return family.memo[("fires", size, n)]
 
 

@@ -144,3 +144,15 @@ def test_reconstruction_table_is_the_direct_computation_and_stored_once(family):
     assert len(stored) == len(rows)
     family.saes[rows[0]["size"]].W_dec.data.zero_()  # a second call reads the stored values, not the weights
     assert analysis.reconstruction_table(family, n_samples=4096) == rows
+
+
+def test_one_firing_pass_stores_the_prefix_counts_the_robustness_table_reads(family, monkeypatch):
+    monkeypatch.setattr(latents, "ROBUSTNESS_NS", (1000,))
+    full = latents.heldout_fires(family, 64, 4096, chunk=512)
+    assert (family.path / "heldout" / f"fires_{latents.FIRES_VERSION}_64_1000.npy").is_file()
+    x = family.sample(family.heldout_n(4096))
+    with torch.no_grad():
+        assert np.array_equal(full, (family.saes[64].encode(x) > 0).sum(0).numpy())
+        prefix = (family.saes[64].encode(x[:1000]) > 0).sum(0).numpy()
+    family.memo.clear()
+    assert np.array_equal(latents.heldout_fires(family, 64, 1000), prefix)
