@@ -180,7 +180,7 @@ class SparseAutoencoder(nn.Module):
 
     def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
         """z = (x - b_dec) @ W_enc + b_enc: [B, d_in] -> [B, d_sae]."""
-        return (x - self.b_dec) @ self.W_enc + self.b_enc
+        return torch.addmm(self.b_enc, x - self.b_dec, self.W_enc)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The codes f [B, d_sae]: ReLU(z), TopK_k(ReLU(z)) or ReLU(z) * H(z - threshold)."""
@@ -202,6 +202,9 @@ class SparseAutoencoder(nn.Module):
         boolean [B, d_sae] tensor (exact in float32 for B < 2^24)."""
         if x.shape[0] >= 2**24:
             raise ValueError(f"count at most 2^24 - 1 rows at a time, got {x.shape[0]}")
+        if self.cfg.activation == "topk":  # the selected entries with a positive value, counted per latent
+            values, indices = self.pre_activations(x).topk(self.cfg.k, dim=-1)
+            return torch.bincount(indices[values > 0], minlength=self.cfg.d_sae)
         z = self.pre_activations(x) if self.cfg.activation == "relu" else self.encode(x)
         ones = torch.ones(1, x.shape[0], dtype=z.dtype, device=z.device)
         return (ones @ z.gt_(0).to(z.dtype)).squeeze(0).round().long()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Mapping
@@ -214,8 +215,7 @@ class Family:
         if n <= 0:
             raise ValueError(f"need a positive number of held-out activations, got {n}")
         if store is None:  # fresh batches of 4096 from index 10**6: a smaller sample is a prefix of a larger
-            chunks = [self.source.batch(10**6 + i, 4096) for i in range(-(-n // 4096))]
-            return torch.cat(chunks)[:n] * self.activation_scale
+            return synthetic_heldout(self.source, n) * self.activation_scale
         order = self.heldout_order()[: self.heldout_n(n)]
         rows = np.sort(order)  # memory-mapped reads in row order, then back to the fixed order
         return torch.from_numpy(_gather(store, rows)[np.searchsorted(rows, order)]) * self.activation_scale
@@ -227,6 +227,28 @@ class Family:
             self.memo["heldout_order"] = np.random.default_rng([int(self.params.get("seed", 0)), 7]).permutation(
                 len(store))
         return self.memo["heldout_order"]
+
+
+def synthetic_heldout(source, n: int) -> torch.Tensor:
+    """The first ``n`` held-out rows of a synthetic source (batches of 4096 from index 10**6 of its stream,
+    which training never reaches), unscaled. Drawing them costs seconds per 100k rows (a uniform number
+    per row and true feature), and every chapter asks for the same rows of the same few sources: the
+    largest draw so far is stored under the cache (``heldout/synthetic_<key>.npy``) and sliced."""
+    n_batches = -(-n // 4096)
+    blob = json.dumps({"source": source.describe(), "version": __version__}, sort_keys=True)
+    key = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    path = cache_root() / "heldout" / f"synthetic_{key}.npy"
+    if path.is_file():
+        stored = np.load(path, mmap_mode="r")
+        if len(stored) >= n:
+            return torch.from_numpy(np.array(stored[:n]))
+    rows = torch.cat([source.batch(10**6 + i, 4096) for i in range(n_batches)])  # [n_batches * 4096, d]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as fh:
+        np.save(fh, rows.numpy())
+    tmp.replace(path)
+    return rows[:n].clone()
 
 
 def _gather(store, rows: np.ndarray) -> np.ndarray:

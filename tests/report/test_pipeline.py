@@ -142,3 +142,22 @@ def test_resampling_families_key_their_pool_and_others_do_not():
     resampled = family_params({**base, "resample_every": 5})
     assert resampled["resample_pool"] == 131072  # never the cache of the old batch-drawn resampling
     assert family_params({**base, "resample_every": 5, "resample_pool": 4096})["resample_pool"] == 4096
+
+
+def test_the_synthetic_heldout_sample_is_drawn_once_and_sliced(tmp_path, monkeypatch):
+    import torch
+
+    from sae_core.report.pipeline import synthetic_heldout
+    from sae_core.sources.synthetic import SyntheticConfig, SyntheticSource
+
+    monkeypatch.setenv("SAE_REPORT_CACHE", str(tmp_path))
+    cfg = SyntheticConfig(d_in=8, n_features=16, mean_active=2.0, n_parents=2, children_per_parent=2)
+    source = SyntheticSource(cfg)
+    direct = torch.cat([source.batch(10**6 + i, 4096) for i in range(2)])
+    small = synthetic_heldout(source, 5000)
+    assert torch.equal(small, direct[:5000])
+    stored = list((tmp_path / "heldout").glob("synthetic_*.npy"))
+    assert len(stored) == 1
+    calls = []
+    monkeypatch.setattr(source, "batch", lambda *a: calls.append(a))  # a stored draw is sliced, not redrawn
+    assert torch.equal(synthetic_heldout(source, 3000), direct[:3000]) and not calls
