@@ -110,11 +110,11 @@ def setting_label(source_name: str, overrides: Mapping[str, Any], two_sources: b
 
 
 ABLATION_KINDS = {  # what chapter 5's ablation settings change, as the page names them
-    "init": "the initialisation of the code that trained the post's dictionaries (`init=\"post\"`: encoder and "
+    "init": "the initialisation of the code that trained the post's dictionaries (init=\"post\": encoder and "
             "decoder drawn independently, decoder rows normalised inside the forward pass)",
     "resample": "resampling of dead latents from a pool of held-back activations (Bricken et al.'s procedure)",
-    "schedule": "a learning-rate schedule (`lr_warmup` steps of linear warm-up, then linear decay to 0 over "
-                "the last `lr_decay` share of the steps)",
+    "schedule": "a learning-rate schedule (linear warm-up over lr_warmup steps, then linear decay to 0 over "
+                "the last lr_decay share of the steps)",
     "noise": "isotropic noise added to the synthetic activations (the post's \"noise\" explanation)",
 }
 
@@ -361,17 +361,17 @@ class LowModeChapter:
         """What each trained setting changes, from ``overrides`` (the chapter's ``ablations``), and which of the
         settings the report knows this build did not train (the ``sweep`` profile trains them all)."""
         if not overrides:
-            return "This build trains no ablation family (`ablations` is empty)."
+            return "This build trains no ablation family (its ablations list is empty)."
         kinds = {kind: any(_setting_kind(o) == kind for o in overrides) for kind in ABLATION_KINDS}
         said = [ABLATION_KINDS[k] for k, present in kinds.items() if present]
         others = [o for o in overrides if _setting_kind(o) is None]
-        said += [f"`{low_mode.ablation_name(o)}`" for o in others]
+        said += [low_mode.ablation_name(o) for o in others]  # glued text: no markdown
         text = ("Each row is a family trained at the chapter's sizes with one setting changed from the "
                 "report's own: " + _join(said) + ".")
         missing = [ABLATION_KINDS[k] for k, present in kinds.items() if not present]
         if missing:
-            text += (" To keep the default book inside its time budget, it does not train " + _join(missing)
-                     + "; `make book PROFILE=sweep` adds them.")
+            text += (" This build leaves out " + _join(missing) + "; the sweep profile (make book PROFILE=sweep) "
+                     "trains them.")
         return text
 
     def ablation_sentence(self, settings: Sequence[Setting]) -> str:

@@ -258,11 +258,11 @@ def test_the_short_answer_for_the_abstract():
 def test_the_ablation_intro_names_what_was_trained_and_what_the_sweep_adds():
     chapter = low_mode_chapter.LowModeChapter.__new__(low_mode_chapter.LowModeChapter)  # the intro reads no data
     only_post = chapter.ablation_intro([{"init": "post"}])
-    assert "init=\"post\"" in only_post and "`make book PROFILE=sweep` adds them" in only_post
-    assert "resampling of dead latents" in only_post.split("does not train")[1]
+    assert "init=\"post\"" in only_post and "the sweep profile (make book PROFILE=sweep) trains them" in only_post
+    assert "resampling of dead latents" in only_post.split("leaves out")[1] and "`" not in only_post
     every = chapter.ablation_intro([{"init": "post"}, {"resample_every": 400}, {"lr_warmup": 100, "lr_decay": 0.2},
                                     {"synthetic": {"noise_std": 0.05}}])
-    assert "does not train" not in every and every.count(";") >= 3
+    assert "leaves out" not in every and every.count(";") >= 3
     odd = chapter.ablation_intro([{"l1_coeff": 0.003}])
-    assert "`l1_coeff=0.003`" in odd
-    assert chapter.ablation_intro([]) == "This build trains no ablation family (`ablations` is empty)."
+    assert "l1_coeff=0.003" in odd
+    assert chapter.ablation_intro([]) == "This build trains no ablation family (its ablations list is empty)."
