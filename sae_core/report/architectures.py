@@ -239,8 +239,10 @@ def overall_sentence(rows: Sequence[ArchRow]) -> str:
     for r in others:
         never = r.shares[r.low.size]["never fires"]
         verdict = answer.verdict(r.low)
+        # "low part", not "low mode": with most features below the cutoff there may be no second mode at all
         parts.append(f"{r.label}: {_pct(never)} never fire at {r.low.size}, low share {_pct(r.low.low_share)}, "
-                     + ("no low mode" if verdict == "no low mode" else f"a low mode of {verdict}"))
+                     + ("no low mode" if verdict == "no low mode" else
+                        f"{'bimodal' if r.bimodal else 'not bimodal'}, its low part is {verdict}"))
     alive = [r for r in others if (r.shares[r.low.size]["never fires"] or 0.0) < 0.01]
     no_low = [r for r in alive if answer.verdict(r.low) == "no low mode"]
     n, a, b = len(others), len(alive), len(no_low)
@@ -249,13 +251,14 @@ def overall_sentence(rows: Sequence[ArchRow]) -> str:
     if a == 0:
         lead += "none has fewer than 1% of latents that never fire"
     elif a == 1:
-        lead += f"one has fewer than 1% of latents that never fire, and it has {'no' if b else 'a'} low mode"
+        lead += ("one has fewer than 1% of latents that never fire, and it has "
+                 + ("no low mode" if b else "features below the null cutoff all the same"))
     else:
         kept = a - b
         lead += (f"{a} have fewer than 1% of latents that never fire; "
-                 + ("all of them still have a low mode" if b == 0 else
+                 + ("all of them still have features below the null cutoff" if b == 0 else
                     "none of them has a low mode" if kept == 0 else
-                    f"{kept} of these {a} still {'has' if kept == 1 else 'have'} a low mode"))
+                    f"{kept} of these {a} still {'has' if kept == 1 else 'have'} features below the null cutoff"))
     return lead + " (" + "; ".join(parts) + ")."
 
 

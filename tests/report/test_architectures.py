@@ -109,12 +109,15 @@ def test_seed_and_overall_sentences():
     assert one.startswith("Among the 1 dictionary of an architecture built to keep latents alive, none has fewer "
                           "than 1% of latents that never fire (")
     two = arch.overall_sentence([_row("TopK + AuxK", n_low=12), _row("TopK + AuxK", n_low=2)])
-    assert "2 have fewer than 1% of latents that never fire; 1 of these 2 still has a low mode" in two
+    assert ("2 have fewer than 1% of latents that never fire; 1 of these 2 still has features below the null "
+            "cutoff") in two
     both = arch.overall_sentence([_row("TopK + AuxK", n_low=12), _row("TopK + AuxK", n_low=12)])
-    assert "2 have fewer than 1% of latents that never fire; all of them still have a low mode (" in both
+    assert ("2 have fewer than 1% of latents that never fire; all of them still have features below the null "
+            "cutoff (") in both
+    assert "not bimodal, its low part is" in both
     gone = arch.overall_sentence([_row("TopK + AuxK", n_low=2), _row("TopK + AuxK", n_low=2)])
     assert "2 have fewer than 1% of latents that never fire; none of them has a low mode (" in gone
-    assert "a low mode of inactive latents, some moved" in text
+    assert "its low part is inactive latents, some moved" in text
 
 
 def test_density_text_and_table_on_edges():
