@@ -53,6 +53,23 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
             os.unlink(tmp)
 
 
+def save_npy_atomic(path: str | os.PathLike, array) -> None:
+    """Write a numpy array to ``path`` (``.npy``) through a temporary file and an atomic rename."""
+    import numpy as np
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.chmod(tmp, 0o644)  # mkstemp's 0600 would follow the file after the rename
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, array)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def optimizer_tensors(opt, prefix: str) -> tuple[dict, list]:
     """An optimizer's state as flat tensors ``{prefix}.{param_idx}.{slot}`` plus its param_groups."""
     import torch

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from sae_core import nulls, stats
+from sae_core.io import write_json_atomic
 from sae_core.report import latents
 from sae_core.report.pipeline import Family
 from sae_core.similarity import gaussian_dictionary, max_cosine_similarity, one_to_one_mcs
@@ -341,10 +342,7 @@ def reconstruction_table(family: Family, n_samples: int = 327680, chunk: int = 4
                     active += float((f > 0).sum())
                     err += float((xb - x_hat).pow(2).sum())
             l0, fve = active / n_samples, 1 - err / total
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / f".{path.name}.tmp"
-            tmp.write_text(json.dumps({"l0": l0, "fve": fve}))
-            tmp.replace(path)
+            write_json_atomic(path, {"l0": l0, "fve": fve})
         rows.append({"size": size, "l0": l0, "fve": fve, "n_fve": n_samples,
                      "never_fires": float((heldout_fires(family, size, n_fire) == 0).mean())})
     return rows

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sae_core.io import save_npy_atomic
 from sae_core.report.pipeline import Family, train_config
 
 UNMOVED_COS = 0.9  # cosine with the initial decoder row at or above which a latent is "unmoved"
@@ -83,14 +84,10 @@ def heldout_fires(family: Family, size: int, n_samples: int, chunk: int = 4096) 
                     if stop in prefixes:
                         at_prefix[stop] = {s: t.clone() for s, t in totals.items()}
                     start = stop
-            folder.mkdir(parents=True, exist_ok=True)
             for m, counts in [*at_prefix.items(), (n, totals)]:
                 for s, t in counts.items():
                     if not path(s, m).is_file():
-                        tmp = folder / f".{path(s, m).name}.tmp"
-                        with open(tmp, "wb") as fh:
-                            np.save(fh, t.numpy())
-                        tmp.replace(path(s, m))
+                        save_npy_atomic(path(s, m), t.numpy())
         family.memo[("fires", size, n)] = np.load(path(size, n))
     return family.memo[("fires", size, n)]
 

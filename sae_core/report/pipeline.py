@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import shutil
 import time
 from collections.abc import Mapping
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 
 from sae_core import __version__
-from sae_core.io import cache_root, stage
+from sae_core.io import cache_root, save_npy_atomic, stage
 from sae_core.sae import SparseAutoencoder, load_family
 from sae_core.sources.synthetic import SyntheticConfig, SyntheticSource
 from sae_core.train import CHECKPOINT_DIR, FAMILY_FILE, TrainConfig, family_is_complete, load_latent_stats, train_family
@@ -243,11 +242,7 @@ def synthetic_heldout(source, n: int) -> torch.Tensor:
         if len(stored) >= n:
             return torch.from_numpy(np.array(stored[:n]))
     rows = torch.cat([source.batch(10**6 + i, 4096) for i in range(n_batches)])  # [n_batches * 4096, d]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as fh:
-        np.save(fh, rows.numpy())
-    tmp.replace(path)
+    save_npy_atomic(path, rows.numpy())
     return rows[:n].clone()
 
 
