@@ -184,9 +184,9 @@ class SparseAutoencoder(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The codes f [B, d_sae]: ReLU(z), TopK_k(ReLU(z)) or ReLU(z) * H(z - threshold)."""
-        if self.cfg.activation == "relu":
-            return torch.relu((x - self.b_dec) @ self.W_enc + self.b_enc)
         z = self.pre_activations(x)
+        if self.cfg.activation == "relu":  # in place where no graph needs z: one pass over [B, d_sae] fewer
+            return torch.relu(z) if torch.is_grad_enabled() and z.requires_grad else z.relu_()
         a = torch.relu(z)
         if self.cfg.activation == "topk":
             top = a.topk(self.cfg.k, dim=-1)

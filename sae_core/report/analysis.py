@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from sae_core import nulls, stats
-from sae_core.io import write_json_atomic
 from sae_core.report import latents
 from sae_core.report.pipeline import Family
 from sae_core.similarity import gaussian_dictionary, max_cosine_similarity, one_to_one_mcs
@@ -308,43 +305,25 @@ def per_layer_mcs(family: Family, layers: list[int], small: int, large: int,
     return out
 
 
-FVE_SAMPLES = 65536  # held-out activations L0 and FVE are measured on (the first of the firing sample)
+FVE_SAMPLES = latents.FVE_SAMPLES  # held-out activations L0 and FVE are measured on (the first of the firing sample)
 
 
-def reconstruction_table(family: Family, n_samples: int = 327680, chunk: int = 4096,
-                         sizes: Sequence[int] | None = None) -> list[dict[str, float]]:
+def reconstruction_table(family: Family, n_samples: int = 327680, sizes: Sequence[int] | None = None
+                         ) -> list[dict[str, float]]:
     """Per size (``sizes``, or every size of the family): L0 and fraction of variance explained on the
     first ``FVE_SAMPLES`` held-out activations, and the share of latents that never fire on
     ``n_samples`` of them (the firing sample of :mod:`sae_core.report.latents`).
 
     FVE = 1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2 (computed in chunks). L0 and FVE are
-    stored in the family's folder beside the firing counts, so every chapter reads the same values
-    and the encoder runs over the sample once per dictionary.
+    stored in the family's folder beside the firing counts, and the firing pass computes them on
+    its way (:func:`latents.heldout_fires`), so every chapter reads the same values and the encoder
+    runs over the sample once per dictionary.
     """
-    n_fire = n_samples
-    n_samples = family.heldout_n(min(n_samples, FVE_SAMPLES))
-    folder = family.path / "heldout"
-    rows, x, total = [], None, None
+    rows = []
     for size in sizes or list(family.saes):
-        path = folder / f"recon_{latents.FIRES_VERSION}_{size}_{n_samples}.json"
-        if path.is_file():
-            l0, fve = (json.loads(path.read_text())[k] for k in ("l0", "fve"))
-        else:
-            if x is None:
-                x = family.sample(n_samples)
-                total = float((x - x.mean(0)).pow(2).sum())
-            sae = family.saes[size]
-            active = err = 0.0
-            with torch.no_grad():
-                for start in range(0, n_samples, chunk):
-                    xb = x[start:start + chunk]
-                    x_hat, f = sae(xb, output_features=True)
-                    active += float((f > 0).sum())
-                    err += float((xb - x_hat).pow(2).sum())
-            l0, fve = active / n_samples, 1 - err / total
-            write_json_atomic(path, {"l0": l0, "fve": fve})
-        rows.append({"size": size, "l0": l0, "fve": fve, "n_fve": n_samples,
-                     "never_fires": float((heldout_fires(family, size, n_fire) == 0).mean())})
+        never = float((heldout_fires(family, size, n_samples) == 0).mean())  # first: it stores L0 and FVE too
+        l0, fve, n_fve = latents.reconstruction_stats(family, size, n_samples)
+        rows.append({"size": size, "l0": l0, "fve": fve, "n_fve": n_fve, "never_fires": never})
     return rows
 
 

@@ -30,14 +30,16 @@ named "silent at the end of training" wherever it appears; it is not a class.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from sae_core.io import save_npy_atomic
+from sae_core.io import save_npy_atomic, write_json_atomic
 from sae_core.report.pipeline import Family, train_config
 
 UNMOVED_COS = 0.9  # cosine with the initial decoder row at or above which a latent is "unmoved"
@@ -46,6 +48,7 @@ VALLEY_BIN = 0.25  # width of the log10-density histogram's bins, in decades
 ROBUSTNESS_NS = (32768, 131072)  # smaller held-out samples the robustness table reports beside all
 FIRING = ("never fires", "ultralow", "active")
 FIRES_VERSION = "v2"  # held-out rows of held-out documents (part of the cache file's name)
+FVE_SAMPLES = 65536  # held-out activations L0 and FVE are measured on (the first of the firing sample)
 
 
 def detection_limit(n_samples: int) -> float:
@@ -56,12 +59,26 @@ def detection_limit(n_samples: int) -> float:
     return 3.0 / n_samples
 
 
+def recon_path(family: Family, size: int, n_fve: int) -> Path:
+    """Where L0 and FVE of ``size`` on the first ``n_fve`` held-out activations are stored (JSON)."""
+    return family.path / "heldout" / f"recon_{FIRES_VERSION}_{size}_{n_fve}.json"
+
+
+def fve_n(family: Family, n_samples: int) -> int:
+    """The held-out activations L0 and FVE are measured on beside a firing sample of ``n_samples``."""
+    return family.heldout_n(min(n_samples, FVE_SAMPLES))
+
+
 def heldout_fires(family: Family, size: int, n_samples: int, chunk: int = 4096) -> np.ndarray:
     """How many of the first ``n_samples`` held-out activations (all there are, if fewer) each
     latent of ``size`` fires on. Counted in chunks, so the [n, d_sae] codes never exist at once;
     memoised on the family and stored in its folder, so every chapter reads the same counts.
     Smaller samples are prefixes of larger ones, so the pass also stores the counts at each
-    smaller n of ``ROBUSTNESS_NS`` (the robustness table's) on its way."""
+    smaller n of ``ROBUSTNESS_NS`` (the robustness table's) on its way.
+
+    The same pass stores L0 and FVE (:func:`reconstruction_stats`) on the first :func:`fve_n`
+    rows where they are missing: the codes of those rows are formed anyway, so only the decoder
+    is added, instead of a second pass through the encoder."""
     n = family.heldout_n(n_samples)
     if ("fires", size, n) not in family.memo:
         folder = family.path / "heldout"
@@ -73,23 +90,74 @@ def heldout_fires(family: Family, size: int, n_samples: int, chunk: int = 4096) 
             # one pass over the sample for every size still missing: the sample is drawn once
             missing = [s for s in family.sizes if not path(s, n).is_file()]
             prefixes = sorted({family.heldout_n(m) for m in ROBUSTNESS_NS if family.heldout_n(m) < n})
+            n_fve = fve_n(family, n)
+            recon = [s for s in missing if not recon_path(family, s, n_fve).is_file()]
             x = family.sample(n)
             totals = {s: torch.zeros(s, dtype=torch.long) for s in missing}
-            stops = sorted({*range(chunk, n, chunk), *prefixes, n})
+            sq_err = dict.fromkeys(recon, 0.0)
+            stops = sorted({*range(chunk, n, chunk), *prefixes, n_fve, n})
             start, at_prefix = 0, {}
             with torch.no_grad():
                 for stop in stops:
+                    xb = x[start:stop]
                     for s in missing:
-                        totals[s] += family.saes[s].firing_counts(x[start:stop])
-                    if stop in prefixes:
+                        if s in sq_err and start < n_fve:
+                            counts, err = _counts_and_error(family.saes[s], xb)
+                            sq_err[s] += err
+                        else:
+                            counts = family.saes[s].firing_counts(xb)
+                        totals[s] += counts
+                    if stop in prefixes or stop == n_fve:
                         at_prefix[stop] = {s: t.clone() for s, t in totals.items()}
                     start = stop
+            for s in recon:
+                xf = x[:n_fve]
+                total = float((xf - xf.mean(0)).pow(2).sum())
+                write_json_atomic(recon_path(family, s, n_fve), {"l0": float(at_prefix[n_fve][s].sum()) / n_fve,
+                                                                 "fve": 1 - sq_err[s] / total})
             for m, counts in [*at_prefix.items(), (n, totals)]:
+                if m != n and m not in prefixes:
+                    continue
                 for s, t in counts.items():
                     if not path(s, m).is_file():
                         save_npy_atomic(path(s, m), t.numpy())
         family.memo[("fires", size, n)] = np.load(path(size, n))
     return family.memo[("fires", size, n)]
+
+
+def _counts_and_error(sae, x: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Per latent, how many rows of x [B, d_in] it fires on (f > 0), and sum ||x - x_hat||^2 over the rows.
+    TopK from its k selected entries per row (a bag of decoder rows), never forming the dense codes."""
+    if sae.cfg.activation == "topk":
+        values, indices = sae.pre_activations(x).topk(sae.cfg.k, dim=-1)  # [B, k]
+        values = values.relu_()
+        x_hat = F.embedding_bag(indices, sae.decoder_rows, mode="sum", per_sample_weights=values) + sae.b_dec
+        return (torch.bincount(indices[values > 0], minlength=sae.cfg.d_sae),
+                float((x - x_hat).pow(2).sum()))
+    f = sae.encode(x)  # [B, d_sae]
+    err = float((x - sae.decode(f)).pow(2).sum())
+    ones = torch.ones(1, x.shape[0], dtype=f.dtype, device=f.device)
+    return (ones @ (f > 0).to(f.dtype)).squeeze(0).round().long(), err
+
+
+def reconstruction_stats(family: Family, size: int, n_samples: int, chunk: int = 4096) -> tuple[float, float, int]:
+    """(L0, FVE, n_fve) of ``size`` on the first ``n_fve = fve_n(n_samples)`` held-out activations:
+    L0 the mean number of latents with f > 0 per row, FVE = 1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2.
+    Stored beside the firing counts (the firing pass computes them on its way); computed here, in
+    chunks, only when that pass did not."""
+    n_fve = fve_n(family, n_samples)
+    path = recon_path(family, size, n_fve)
+    if not path.is_file():
+        x = family.sample(n_fve)
+        total = float((x - x.mean(0)).pow(2).sum())
+        active, err = 0, 0.0
+        with torch.no_grad():
+            for start in range(0, n_fve, chunk):
+                counts, e = _counts_and_error(family.saes[size], x[start:start + chunk])
+                active, err = active + int(counts.sum()), err + e
+        write_json_atomic(path, {"l0": active / n_fve, "fve": 1 - err / total})
+    stored = json.loads(path.read_text())
+    return stored["l0"], stored["fve"], n_fve
 
 
 @dataclass

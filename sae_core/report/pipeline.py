@@ -27,6 +27,7 @@ import torch
 from sae_core import __version__
 from sae_core.io import cache_root, save_npy_atomic, stage
 from sae_core.sae import SparseAutoencoder, load_family
+from sae_core.sources.store import StoredStream
 from sae_core.sources.synthetic import SyntheticConfig, SyntheticSource
 from sae_core.train import CHECKPOINT_DIR, FAMILY_FILE, TrainConfig, family_is_complete, load_latent_stats, train_family
 
@@ -234,9 +235,7 @@ def synthetic_heldout(source, n: int) -> torch.Tensor:
     per row and true feature), and every chapter asks for the same rows of the same few sources: the
     largest draw so far is stored under the cache (``heldout/synthetic_<key>.npy``) and sliced."""
     n_batches = -(-n // 4096)
-    blob = json.dumps({"source": source.describe(), "version": __version__}, sort_keys=True)
-    key = hashlib.sha256(blob.encode()).hexdigest()[:16]
-    path = cache_root() / "heldout" / f"synthetic_{key}.npy"
+    path = cache_root() / "heldout" / f"synthetic_{_source_key(source)}.npy"
     if path.is_file():
         stored = np.load(path, mmap_mode="r")
         if len(stored) >= n:
@@ -244,6 +243,20 @@ def synthetic_heldout(source, n: int) -> torch.Tensor:
     rows = torch.cat([source.batch(10**6 + i, 4096) for i in range(n_batches)])  # [n_batches * 4096, d]
     save_npy_atomic(path, rows.numpy())
     return rows[:n].clone()
+
+
+def _source_key(source) -> str:
+    blob = json.dumps({"source": source.describe(), "version": __version__}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def training_stream(source, params: Mapping[str, Any]):
+    """What a family trains on: a synthetic source's batches drawn once per cache and read back by every
+    family that trains on them (:class:`~sae_core.sources.store.StoredStream`, under
+    ``streams/<source key>/``); a language model's store as it is."""
+    if params["source"] != "synthetic":
+        return source
+    return StoredStream(source, cache_root() / "streams" / _source_key(source), int(params["batch_size"]))
 
 
 def _gather(store, rows: np.ndarray) -> np.ndarray:
@@ -275,7 +288,7 @@ def ensure_family(params: Mapping[str, Any], progress: bool = True) -> Family:
             shutil.copytree(folder / CHECKPOINT_DIR, path / CHECKPOINT_DIR, dirs_exist_ok=True)
             stage(f"family {key}: continuing from the {steps}-step run {folder.name} of the same settings")
         stage(f"family {key}: training sizes {params['sizes']} for {params['n_steps']} steps on {params['source']}")
-        train_family(source, train_config(params, progress), out_dir=path)
+        train_family(training_stream(source, params), train_config(params, progress), out_dir=path)
         stage(f"family {key}: trained in {time.perf_counter() - start:.0f} s")
     saes = load_family(path)
     if sorted(saes) != sorted(params["sizes"]):

@@ -55,7 +55,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from sae_core.device import resolve_device
 from sae_core.sources.nnsight_sites import Site, _first_tensor
@@ -79,17 +78,16 @@ def next_token_ce(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask:
     """Sum of next-token cross-entropies over the predicted positions, and their number.
 
     ``logits [B, T, V]`` at position t are scored against ``input_ids[:, t + 1]`` for every
-    (b, t) with ``attention_mask[b, t] = attention_mask[b, t + 1] = 1``; the log-softmax is
-    taken in float32 and the sum accumulated in float64. Returns ``(sum, N)``.
+    (b, t) with ``attention_mask[b, t] = attention_mask[b, t + 1] = 1``: the cross-entropy
+    ``logsumexp(z) - z_target``, in float32 (what ``F.cross_entropy`` computes, without copying
+    the ``[B, T-1, V]`` slice of the logits or writing their log-softmax: one read pass), the sum
+    accumulated in float64. Returns ``(sum, N)``.
     """
-    vocab = logits.shape[-1]
     mask = attention_mask.to(logits.device).bool()
     keep = mask[:, 1:] & mask[:, :-1]  # [B, T-1]
-    ce = F.cross_entropy(
-        logits[:, :-1].float().reshape(-1, vocab),  # [B*(T-1), V]
-        input_ids[:, 1:].to(logits.device).reshape(-1),  # [B*(T-1)]
-        reduction="none",
-    ).view(keep.shape)  # [B, T-1]
+    z = logits[:, :-1] if logits.dtype == torch.float32 else logits[:, :-1].float()  # [B, T-1, V], a view
+    target = z.gather(-1, input_ids[:, 1:].to(logits.device).unsqueeze(-1)).squeeze(-1)  # [B, T-1]
+    ce = torch.logsumexp(z, dim=-1) - target  # [B, T-1]
     return float(ce[keep].double().sum()), int(keep.sum())
 
 

@@ -142,8 +142,14 @@ def test_reconstruction_table_is_the_direct_computation_and_stored_once(family):
         assert row["l0"] == pytest.approx(float((f > 0).sum(1).float().mean()), rel=1e-6)
     stored = sorted((family.path / "heldout").glob("recon_*.json"))
     assert len(stored) == len(rows)
+    # the firing pass stored them; without it (its counts already stored), a separate pass gives the same values
+    for path in stored:
+        path.unlink()
+    again = analysis.reconstruction_table(family, n_samples=4096)
+    for row, other in zip(rows, again, strict=True):
+        assert other["l0"] == pytest.approx(row["l0"], rel=1e-9) and other["fve"] == pytest.approx(row["fve"], rel=1e-6)
     family.saes[rows[0]["size"]].W_dec.data.zero_()  # a second call reads the stored values, not the weights
-    assert analysis.reconstruction_table(family, n_samples=4096) == rows
+    assert analysis.reconstruction_table(family, n_samples=4096) == again
 
 
 def test_one_firing_pass_stores_the_prefix_counts_the_robustness_table_reads(family, monkeypatch):
@@ -156,3 +162,21 @@ def test_one_firing_pass_stores_the_prefix_counts_the_robustness_table_reads(fam
         prefix = (family.saes[64].encode(x[:1000]) > 0).sum(0).numpy()
     family.memo.clear()
     assert np.array_equal(latents.heldout_fires(family, 64, 1000), prefix)
+
+
+@pytest.mark.parametrize("activation", ["relu", "topk", "jumprelu"])
+def test_counts_and_error_are_the_codes_and_the_reconstruction(activation):
+    from sae_core.sae import SAEConfig, SparseAutoencoder
+
+    torch.manual_seed(0)
+    sae = SparseAutoencoder(SAEConfig(d_in=8, d_sae=32, activation=activation, k=3 if activation == "topk" else None))
+    sae.b_enc.data.uniform_(-0.5, 0.1)  # some latents silent on some rows, fewer than k positive on some
+    sae.b_dec.data.normal_()
+    if activation == "jumprelu":
+        sae.threshold.data.fill_(0.2)
+    x = torch.randn(50, 8)
+    with torch.no_grad():
+        counts, err = latents._counts_and_error(sae, x)
+        x_hat, f = sae(x, output_features=True)
+    assert torch.equal(counts, (f > 0).sum(0))
+    assert err == pytest.approx(float((x - x_hat).pow(2).sum()), rel=1e-5)

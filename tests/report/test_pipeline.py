@@ -161,3 +161,49 @@ def test_the_synthetic_heldout_sample_is_drawn_once_and_sliced(tmp_path, monkeyp
     calls = []
     monkeypatch.setattr(source, "batch", lambda *a: calls.append(a))  # a stored draw is sliced, not redrawn
     assert torch.equal(synthetic_heldout(source, 3000), direct[:3000]) and not calls
+
+
+def test_stored_stream_gives_the_sources_batches_and_draws_each_block_once(tmp_path, monkeypatch):
+    import pytest
+    import torch
+
+    from sae_core.sources.store import StoredStream
+    from sae_core.sources.synthetic import SyntheticConfig, SyntheticSource
+
+    cfg = SyntheticConfig(d_in=8, n_features=16, mean_active=2.0, n_parents=2, children_per_parent=2)
+    source = SyntheticSource(cfg)
+    stream = StoredStream(source, tmp_path, batch_size=5, block=4)
+    for i in (0, 3, 4, 9, 2):  # within a block, across blocks, back to an earlier block
+        assert torch.equal(stream.batch(i, 5), source.batch(i, 5))
+    assert sorted(p.name for p in tmp_path.glob("*.npy")) == ["b5_000000.npy", "b5_000001.npy", "b5_000002.npy"]
+    assert stream.d_in == 8 and stream.describe() == source.describe()  # the rest is the source's
+    # another batch size and the held-out region pass through, drawing nothing into the folder
+    assert torch.equal(stream.batch(1, 7), source.batch(1, 7))
+    assert torch.equal(stream.batch(10**6, 5), source.batch(10**6, 5))
+    assert len(list(tmp_path.glob("*.npy"))) == 3
+    # a second reader of the same folder reads the stored blocks back and never calls the source
+    calls = []
+    monkeypatch.setattr(source, "batch", lambda *a: calls.append(a))
+    again = StoredStream(source, tmp_path, batch_size=5, block=4)
+    assert torch.equal(again.batch(6, 5), SyntheticSource(cfg).batch(6, 5)) and not calls
+    with pytest.raises(ValueError, match="positive"):
+        StoredStream(source, tmp_path, batch_size=0)
+
+
+def test_a_synthetic_family_trains_on_the_stored_stream_to_the_same_weights(tmp_path, monkeypatch):
+    import torch
+
+    from sae_core.report.pipeline import ensure_family, family_params
+    from sae_core.sources.synthetic import SyntheticConfig, SyntheticSource
+    from sae_core.train import TrainConfig, train_family
+
+    monkeypatch.setenv("SAE_REPORT_CACHE", str(tmp_path))
+    synthetic = {"d_in": 8, "n_features": 16, "mean_active": 2.0, "n_parents": 2, "children_per_parent": 2}
+    params = family_params({"source": "synthetic", "synthetic": synthetic, "sizes": [8, 16], "n_steps": 12,
+                            "batch_size": 32, "progress": False})
+    family = ensure_family(params, progress=False)
+    assert len(list((tmp_path / "streams").rglob("b32_*.npy"))) == 1  # 12 steps: one block of 64 batches
+    direct, _ = train_family(SyntheticSource(SyntheticConfig(**synthetic)),
+                             TrainConfig(sizes=(8, 16), n_steps=12, batch_size=32, progress=False))
+    for size, sae in direct.items():
+        assert torch.equal(sae.W_dec, family.saes[size].W_dec)

@@ -253,6 +253,19 @@ def test_next_token_ce_masks_left_and_right_padding():
     assert total == pytest.approx(-sum(float(logp[b, t, ids[b, t + 1]]) for b, t in pairs), abs=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_next_token_ce_equals_torch_cross_entropy(dtype):
+    """logsumexp - z_target over a view of the logits is F.cross_entropy on the float32 copy, large logits included."""
+    gen = torch.Generator().manual_seed(1)
+    logits = (40 * torch.randn(3, 9, 50, generator=gen)).to(dtype)  # [B, T, V]
+    ids = torch.randint(0, 50, (3, 9), generator=gen)
+    total, n = next_token_ce(logits, ids, torch.ones(3, 9, dtype=torch.long))
+    reference = torch.nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, 50), ids[:, 1:].reshape(-1),
+                                                  reduction="sum")
+    assert n == 3 * 8
+    assert total == pytest.approx(float(reference), rel=1e-6)
+
+
 def test_evaluate_saes_on_the_replication_gpt(tmp_path, monkeypatch):
     """The report's entry point: the cached replication GPT, its site, and the corpus batches."""
     from sae_core.sources.evaluation import evaluate_saes
