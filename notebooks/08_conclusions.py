@@ -32,6 +32,8 @@ seed = 0
 small_size = 1024  # the post's pair: 1024 against 8192 (falls back to the largest size)
 large_size = 8192
 null_quantile = 0.99  # low means below this quantile of the null for K (d_in) and M (the reference)
+n_heldout = 32768  # held-out activations on which "never fire" is decided (the same sample as chapter 3)
+true_cos_threshold = 0.9  # a learned feature "is" a true feature above this cosine (as chapter 3)
 ground_truth = {}  # a source with true features beside a language model, e.g. {"source": "synthetic"}
 
 # %%
@@ -44,7 +46,7 @@ truth_family = pipeline.companion_family(family, ground_truth)
 
 # %%
 small, large = analysis.compared_pair(family, small_size, large_size)
-truth = analysis.companion_truth(truth_family, small_size, large_size, null_quantile)
+truth = analysis.companion_truth(truth_family, small_size, large_size, null_quantile, true_cos_threshold, n_heldout)
 sentences.glue_all({
     "pair": f"{small} vs {large}", "large": large,
     "truth_sentence": sentences.truth_sentence(truth),

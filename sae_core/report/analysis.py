@@ -74,7 +74,7 @@ def bimodality_table(family: Family, against: int, null_q: float = 0.99,
     rows = []
     for size, v in (values if values is not None else smaller_mcs(family, against)).items():
         low_mode, high_mode = stats.histogram_modes(v)
-        truth = ground_truth(family, size, against, cutoff=cut, values=v)
+        truth = ground_truth(family, size, against, cutoff=cut, values=v, n_heldout=n_heldout)
         never = heldout_fires(family, size, n_heldout) == 0 if family.has_activations else None
         low = v < cut
         rows.append(BimodalityRow(size, against, v.size, low_mode, high_mode, stats.split_high_low(v).frac_high,
