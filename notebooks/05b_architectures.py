@@ -11,8 +11,9 @@
 # %% [markdown]
 # # Architectures
 #
-# The previous chapter found the low-MCS mode to be latents that never trained. If that is what
-# it is, then SAEs built so that every latent trains should have no low mode. This chapter is
+# The previous chapter tested whether the low-MCS mode is latents that never trained; its answer
+# differs by source and size. If that is what the mode is, then SAEs built so that every latent
+# trains should have no low mode. This chapter is
 # that test. It trains, on each source and at the sizes of Figure 3 of the post
 # {cite}`mcs_post_2023` (1024 against 8192), the SAEs the field uses today beside this report's
 # ReLU + L1 baseline:
