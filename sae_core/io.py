@@ -7,7 +7,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -38,36 +38,31 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
-    """Write JSON to ``path`` through a temporary file and an atomic rename."""
+def _write_atomic(path: str | os.PathLike, mode: str, write: Callable[[Any], None]) -> None:
+    """``write(file)`` into a temporary file beside ``path`` (opened with ``mode``), then an atomic rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.chmod(tmp, 0o644)  # mkstemp's 0600 would follow the file after the rename
     try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
+        with os.fdopen(fd, mode) as fh:
+            write(fh)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    """Write JSON to ``path`` through a temporary file and an atomic rename."""
+    _write_atomic(path, "w", lambda fh: json.dump(data, fh, indent=2, sort_keys=True))
 
 
 def save_npy_atomic(path: str | os.PathLike, array) -> None:
     """Write a numpy array to ``path`` (``.npy``) through a temporary file and an atomic rename."""
     import numpy as np
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.chmod(tmp, 0o644)  # mkstemp's 0600 would follow the file after the rename
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    _write_atomic(path, "wb", lambda fh: np.save(fh, array))
 
 
 def optimizer_tensors(opt, prefix: str) -> tuple[dict, list]:

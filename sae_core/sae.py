@@ -129,6 +129,18 @@ class SAEConfig:
         return cls(**data)
 
 
+def _check_count_rows(x: torch.Tensor) -> None:
+    if x.shape[0] >= 2**24:
+        raise ValueError(f"count at most 2^24 - 1 rows at a time, got {x.shape[0]}")
+
+
+def _indicator_counts(indicator: torch.Tensor) -> torch.Tensor:
+    """Column sums of a 0/1 matrix [B, d_sae] in a float dtype, as int64: one matrix-vector product
+    (exact in float32 for B < 2^24)."""
+    ones = torch.ones(1, indicator.shape[0], dtype=indicator.dtype, device=indicator.device)
+    return (ones @ indicator).squeeze(0).round().long()
+
+
 class SparseAutoencoder(nn.Module):
     """One-layer SAE (ReLU by default) with unit-norm decoder rows; see the module docstring.
 
@@ -200,14 +212,36 @@ class SparseAutoencoder(nn.Module):
         For ReLU, f > 0 exactly where z > 0, so the codes are never formed; the count is one
         matrix-vector product with the 0/1 indicator, about twice as fast on CPU as summing a
         boolean [B, d_sae] tensor (exact in float32 for B < 2^24)."""
-        if x.shape[0] >= 2**24:
-            raise ValueError(f"count at most 2^24 - 1 rows at a time, got {x.shape[0]}")
-        if self.cfg.activation == "topk":  # the selected entries with a positive value, counted per latent
-            values, indices = self.pre_activations(x).topk(self.cfg.k, dim=-1)
-            return torch.bincount(indices[values > 0], minlength=self.cfg.d_sae)
+        _check_count_rows(x)
+        if self.cfg.activation == "topk":
+            return self._entry_counts(*self._topk_entries(x))
         z = self.pre_activations(x) if self.cfg.activation == "relu" else self.encode(x)
-        ones = torch.ones(1, x.shape[0], dtype=z.dtype, device=z.device)
-        return (ones @ z.gt_(0).to(z.dtype)).squeeze(0).round().long()
+        return _indicator_counts(z.gt_(0))
+
+    @torch.no_grad()
+    def firing_counts_and_error(self, x: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """:meth:`firing_counts` of x [B, d_in] and sum over its rows of ||x - x_hat||^2, from one
+        encoding. TopK decodes its k selected entries per row as a bag of decoder rows, never
+        forming the dense codes."""
+        _check_count_rows(x)
+        if self.cfg.activation == "topk":
+            values, indices = self._topk_entries(x)
+            x_hat = torch.nn.functional.embedding_bag(indices, self.decoder_rows, mode="sum",
+                                                      per_sample_weights=values) + self.b_dec
+            return self._entry_counts(values, indices), float((x - x_hat).pow(2).sum())
+        f = self.encode(x)  # [B, d_sae]
+        err = float((x - self.decode(f)).pow(2).sum())
+        return _indicator_counts(f.gt_(0)), err  # f is not needed after the decode
+
+    def _topk_entries(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """TopK's selected entries of each row: values ReLU(z) at the k largest pre-activations, and their
+        indices, [B, k] each (the k largest of ReLU(z) but for ties at 0, which carry no value)."""
+        values, indices = self.pre_activations(x).topk(self.cfg.k, dim=-1)
+        return values.relu_(), indices
+
+    def _entry_counts(self, values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """Per latent, how many of the selected entries ``indices`` [B, k] hold a positive value: [d_sae]."""
+        return torch.bincount(indices[values > 0], minlength=self.cfg.d_sae)
 
     @property
     def decoder_rows(self) -> torch.Tensor:

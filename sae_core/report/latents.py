@@ -37,7 +37,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from sae_core.io import save_npy_atomic, write_json_atomic
 from sae_core.report.pipeline import Family, train_config
@@ -91,53 +90,35 @@ def heldout_fires(family: Family, size: int, n_samples: int, chunk: int = 4096) 
             missing = [s for s in family.sizes if not path(s, n).is_file()]
             prefixes = sorted({family.heldout_n(m) for m in ROBUSTNESS_NS if family.heldout_n(m) < n})
             n_fve = fve_n(family, n)
-            recon = [s for s in missing if not recon_path(family, s, n_fve).is_file()]
+            recon = {s: [0, 0.0] for s in missing if not recon_path(family, s, n_fve).is_file()}  # active, err
             x = family.sample(n)
             totals = {s: torch.zeros(s, dtype=torch.long) for s in missing}
-            sq_err = dict.fromkeys(recon, 0.0)
             stops = sorted({*range(chunk, n, chunk), *prefixes, n_fve, n})
             start, at_prefix = 0, {}
             with torch.no_grad():
                 for stop in stops:
                     xb = x[start:stop]
                     for s in missing:
-                        if s in sq_err and start < n_fve:
-                            counts, err = _counts_and_error(family.saes[s], xb)
-                            sq_err[s] += err
+                        if s in recon and start < n_fve:
+                            counts, err = family.saes[s].firing_counts_and_error(xb)
+                            recon[s][0] += int(counts.sum())
+                            recon[s][1] += err
                         else:
                             counts = family.saes[s].firing_counts(xb)
                         totals[s] += counts
-                    if stop in prefixes or stop == n_fve:
+                    if stop in prefixes:
                         at_prefix[stop] = {s: t.clone() for s, t in totals.items()}
                     start = stop
-            for s in recon:
-                xf = x[:n_fve]
-                total = float((xf - xf.mean(0)).pow(2).sum())
-                write_json_atomic(recon_path(family, s, n_fve), {"l0": float(at_prefix[n_fve][s].sum()) / n_fve,
-                                                                 "fve": 1 - sq_err[s] / total})
+            if recon:
+                total = _total_variance(x[:n_fve])
+                for s, (active, err) in recon.items():
+                    _store_recon(family, s, n_fve, active, err, total)
             for m, counts in [*at_prefix.items(), (n, totals)]:
-                if m != n and m not in prefixes:
-                    continue
                 for s, t in counts.items():
                     if not path(s, m).is_file():
                         save_npy_atomic(path(s, m), t.numpy())
         family.memo[("fires", size, n)] = np.load(path(size, n))
     return family.memo[("fires", size, n)]
-
-
-def _counts_and_error(sae, x: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """Per latent, how many rows of x [B, d_in] it fires on (f > 0), and sum ||x - x_hat||^2 over the rows.
-    TopK from its k selected entries per row (a bag of decoder rows), never forming the dense codes."""
-    if sae.cfg.activation == "topk":
-        values, indices = sae.pre_activations(x).topk(sae.cfg.k, dim=-1)  # [B, k]
-        values = values.relu_()
-        x_hat = F.embedding_bag(indices, sae.decoder_rows, mode="sum", per_sample_weights=values) + sae.b_dec
-        return (torch.bincount(indices[values > 0], minlength=sae.cfg.d_sae),
-                float((x - x_hat).pow(2).sum()))
-    f = sae.encode(x)  # [B, d_sae]
-    err = float((x - sae.decode(f)).pow(2).sum())
-    ones = torch.ones(1, x.shape[0], dtype=f.dtype, device=f.device)
-    return (ones @ (f > 0).to(f.dtype)).squeeze(0).round().long(), err
 
 
 def reconstruction_stats(family: Family, size: int, n_samples: int, chunk: int = 4096) -> tuple[float, float, int]:
@@ -149,15 +130,24 @@ def reconstruction_stats(family: Family, size: int, n_samples: int, chunk: int =
     path = recon_path(family, size, n_fve)
     if not path.is_file():
         x = family.sample(n_fve)
-        total = float((x - x.mean(0)).pow(2).sum())
         active, err = 0, 0.0
         with torch.no_grad():
             for start in range(0, n_fve, chunk):
-                counts, e = _counts_and_error(family.saes[size], x[start:start + chunk])
+                counts, e = family.saes[size].firing_counts_and_error(x[start:start + chunk])
                 active, err = active + int(counts.sum()), err + e
-        write_json_atomic(path, {"l0": active / n_fve, "fve": 1 - err / total})
+        _store_recon(family, size, n_fve, active, err, _total_variance(x))
     stored = json.loads(path.read_text())
     return stored["l0"], stored["fve"], n_fve
+
+
+def _total_variance(x: torch.Tensor) -> float:
+    """sum ||x - mean(x)||^2 over the rows of x: FVE's denominator."""
+    return float((x - x.mean(0)).pow(2).sum())
+
+
+def _store_recon(family: Family, size: int, n_fve: int, active: int, err: float, total: float) -> None:
+    """L0 = active entries per row and FVE = 1 - err / total on the first ``n_fve`` held-out activations."""
+    write_json_atomic(recon_path(family, size, n_fve), {"l0": active / n_fve, "fve": 1 - err / total})
 
 
 @dataclass

@@ -252,9 +252,10 @@ class StoredStream:
     ([block, batch_size, d] float32), written atomically the first time any batch of the block is asked
     for and read back after that: the same tensor, bit for bit, as ``source.batch(i, batch_size)``.
     Other batch sizes, and indices from ``stored_below`` on (held-out samples, resampling pools), go to
-    the source unchanged. Why: the synthetic source costs about 20 ms to draw a batch of 256 (a uniform
-    number per row and true feature), and the report trains several families on its first batches;
-    read back, a batch costs a fraction of a millisecond. Everything else is the source's.
+    the source unchanged. Why: the synthetic source costs about 7 ms to draw a batch of 256 (a uniform
+    number per row and true feature), about 9 s per 1,200-step family, and the report trains several
+    families on its first batches; read back, a batch costs a fraction of a millisecond. Everything
+    else is the source's.
     """
 
     def __init__(self, source: Any, folder: str | os.PathLike, batch_size: int, block: int = 64,

@@ -487,3 +487,19 @@ def test_firing_counts_are_the_codes_counted(activation):
     assert counts.dtype == torch.int64
     assert torch.equal(counts, (sae.encode(x) > 0).sum(0))
     assert 0 < int(counts.sum()) < 300 * 40  # neither nothing nor everything fires
+
+
+@pytest.mark.parametrize("activation", ["relu", "topk", "jumprelu"])
+def test_firing_counts_and_error_are_the_codes_and_the_reconstruction(activation):
+    torch.manual_seed(0)
+    sae = SparseAutoencoder(SAEConfig(d_in=8, d_sae=32, activation=activation, k=3 if activation == "topk" else None))
+    sae.b_enc.data.uniform_(-0.5, 0.1)  # some latents silent on some rows, fewer than k positive on some
+    sae.b_dec.data.normal_()
+    if activation == "jumprelu":
+        sae.threshold.data.fill_(0.2)
+    x = torch.randn(50, 8)
+    with torch.no_grad():
+        counts, err = sae.firing_counts_and_error(x)
+        x_hat, f = sae(x, output_features=True)
+    assert torch.equal(counts, (f > 0).sum(0))
+    assert err == pytest.approx(float((x - x_hat).pow(2).sum()), rel=1e-5)
