@@ -50,7 +50,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: papermill streams them from the kernel to the terminal (make book)
 
 from sae_core import __version__
 from sae_core.device import resolve_device

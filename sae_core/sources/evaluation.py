@@ -59,7 +59,8 @@ import torch
 from sae_core.device import resolve_device
 from sae_core.sources.nnsight_sites import Site, _first_tensor
 
-__all__ = ["LossRecovered", "ce_loss_recovered", "ce_loss_recovered_many", "next_token_ce", "reconstruct"]
+__all__ = ["LossRecovered", "ce_loss_recovered", "ce_loss_recovered_many", "next_token_ce", "next_token_ce_from_hidden",
+           "reconstruct"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,46 @@ def next_token_ce(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask:
     target = z.gather(-1, input_ids[:, 1:].to(logits.device).unsqueeze(-1)).squeeze(-1)  # [B, T-1]
     ce = torch.logsumexp(z, dim=-1) - target  # [B, T-1]
     return float(ce[keep].double().sum()), int(keep.sum())
+
+
+@torch.no_grad()
+def next_token_ce_from_hidden(hidden: torch.Tensor, head: torch.nn.Linear, input_ids: torch.Tensor,
+                              attention_mask: torch.Tensor) -> tuple[float, int]:
+    """:func:`next_token_ce` of the logits ``head(hidden)`` without forming them: ``hidden [B, T, d]``
+    are the final hidden states the linear LM head reads. The counted rows are scored in chunks
+    (:func:`~sae_core.sources.gpt.chunk_rows`), so only a chunk's ``[rows, V]`` logits exist at a time,
+    in cache, instead of the ``[B, T, V]`` logits the model writes and reads back (0.13 GB at B·T = 8192
+    and V = 4096). Same formula, ``logsumexp(z) - z_target`` in float32, summed in float64."""
+    from sae_core.sources.gpt import chunk_rows
+
+    mask = attention_mask.to(hidden.device).bool()
+    keep = mask[:, 1:] & mask[:, :-1]  # [B, T-1]
+    rows = hidden[:, :-1][keep].float()  # [N, d]
+    targets = input_ids[:, 1:].to(hidden.device)[keep]  # [N]
+    weight = head.weight.float()  # [V, d]
+    bias = None if head.bias is None else head.bias.float()
+    total = torch.zeros((), dtype=torch.float64)
+    step = chunk_rows(weight.shape[0], hidden.device)
+    for i in range(0, len(rows), step):
+        h, y = rows[i : i + step], targets[i : i + step]
+        z = h @ weight.t() if bias is None else torch.addmm(bias, h, weight.t())  # [chunk, V]
+        total += (torch.logsumexp(z, dim=1) - z.gather(1, y[:, None]).squeeze(1)).double().sum()
+    return float(total), int(keep.sum())
+
+
+def _linear_head(lm) -> torch.nn.Linear | None:
+    """The model's LM head when the scored logits could be a linear map of the base model's final hidden
+    states (a ``Linear`` output embedding, a ``logits_to_keep`` argument to skip forming them); None
+    otherwise. Each run still checks it on the last position (see :func:`_ce_run`)."""
+    import inspect
+
+    model = lm._module
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    prefix = getattr(model, "base_model_prefix", "")
+    if (not isinstance(head, torch.nn.Linear) or not prefix or not hasattr(model, prefix)
+            or "logits_to_keep" not in inspect.signature(model.forward).parameters):
+        return None
+    return head
 
 
 def _declared_d_in(sae) -> int | None:
@@ -154,16 +195,21 @@ def _logits(output) -> torch.Tensor:
     return output.logits if hasattr(output, "logits") else _first_tensor(output)
 
 
-def _run(lm, site: Site, inputs: dict[str, torch.Tensor], replacement: torch.Tensor | None = None
-         ) -> tuple[torch.Tensor, torch.Tensor]:
+def _run(lm, site: Site, inputs: dict[str, torch.Tensor], replacement: torch.Tensor | None = None,
+         hidden: bool = False) -> tuple[torch.Tensor, ...]:
     """One traced forward pass; returns (site activation [B, T, d] as read, logits [B, T, V]).
 
     With ``replacement`` the site's tensor is set to it before the rest of the model runs; the
     returned activation is then the one read before the replacement. nnsight 0.8 requires
     the site to be touched before ``lm.output`` (modules in execution order).
+
+    ``hidden=True`` (a model with a linear head, :func:`_linear_head`): the model forms the logits
+    of the last position only (``logits_to_keep=1``), and the run returns (activation, the base
+    model's final hidden states [B, T, d_model], the last position's logits [B, 1, V]).
     """
     envoy = _envoy(lm, site.module_path)
-    with torch.no_grad(), lm.trace(inputs, use_cache=False):
+    extra = {"logits_to_keep": 1} if hidden else {}
+    with torch.no_grad(), lm.trace(inputs, use_cache=False, **extra):
         if site.read == "input":
             value = envoy.input.save()  # the first positional argument
             if replacement is not None:
@@ -172,8 +218,33 @@ def _run(lm, site: Site, inputs: dict[str, torch.Tensor], replacement: torch.Ten
             value = envoy.output.save()
             if replacement is not None:
                 envoy.output = _replace_first(value, replacement)
+        if hidden:
+            states = _envoy(lm, lm._module.base_model_prefix).output[0].save()  # after the final norm
         logits = _logits(lm.output).save()
+    if hidden:
+        return _first_tensor(value).detach(), states.detach(), logits.detach()
     return _first_tensor(value).detach(), logits.detach()
+
+
+@torch.no_grad()
+def _ce_run(lm, site: Site, inputs: dict[str, torch.Tensor], replacement: torch.Tensor | None,
+            head: torch.nn.Linear | None) -> tuple[torch.Tensor, float, int, torch.nn.Linear | None]:
+    """One run's (site activation, cross-entropy sum, N, head to use next). With a linear ``head`` the
+    loss is taken from the final hidden states (:func:`next_token_ce_from_hidden`) once the model's own
+    last-position logits are seen to equal ``head(hidden)`` there (to 1e-4 of their scale); if they differ
+    (a model that scales or caps its logits after the head), this run is repeated with the full logits
+    and so is every later one (the returned head is None)."""
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    if head is not None:
+        x, states, last = _run(lm, site, inputs, replacement, hidden=True)
+        # the head's weights applied directly (not the module, whose hooks would act on both sides)
+        mine = torch.nn.functional.linear(states[:, -1:].to(head.weight.dtype), head.weight, head.bias).float()
+        scale = float(mine.abs().max()) if mine.numel() else 0.0
+        if last.shape == mine.shape and torch.allclose(last.float(), mine, rtol=1e-4, atol=1e-4 * max(scale, 1.0)):
+            return (x, *next_token_ce_from_hidden(states, head, ids, mask), head)
+        head = None
+    x, logits = _run(lm, site, inputs, replacement)
+    return (x, *next_token_ce(logits, ids, mask), head)
 
 
 def ce_loss_recovered(lm, site: Site, sae: Callable[[torch.Tensor], torch.Tensor],
@@ -193,9 +264,11 @@ def ce_loss_recovered(lm, site: Site, sae: Callable[[torch.Tensor], torch.Tensor
 
 def ce_loss_recovered_many(lm, site: Site, saes: dict[Any, Callable[[torch.Tensor], torch.Tensor]],
                            batches: Iterable[tuple[torch.Tensor, torch.Tensor]], scale: float = 1.0,
-                           max_batches: int | None = None) -> dict[Any, LossRecovered]:
+                           max_batches: int | None = None, fused: bool = True) -> dict[Any, LossRecovered]:
     """:func:`ce_loss_recovered` of every SAE in ``saes`` on the same batches: the clean and the
-    zero-ablated runs are shared, so a batch costs 2 + len(saes) forward passes, not 3·len(saes)."""
+    zero-ablated runs are shared, so a batch costs 2 + len(saes) forward passes, not 3·len(saes).
+    ``fused``: score a linear LM head from the final hidden states without forming the logits
+    (:func:`_ce_run`, checked on every run); False: the model's full logits (the reference)."""
     if not (math.isfinite(scale) and scale > 0):
         raise ValueError(f"scale must be finite and > 0, got {scale!r}")
     if lm.training:
@@ -203,18 +276,19 @@ def ce_loss_recovered_many(lm, site: Site, saes: dict[Any, Callable[[torch.Tenso
     device = lm.device
     sums = {"clean": 0.0, "zero": 0.0, **{("sae", key): 0.0 for key in saes}}
     n_tokens = 0
+    head = _linear_head(lm) if fused else None
     for i, (ids, mask) in enumerate(batches):
         if max_batches is not None and i >= max_batches:
             break
         inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
-        x, clean = _run(lm, site, inputs)  # x [B, T, d], logits [B, T, V]
-        runs = [("clean", clean), ("zero", _run(lm, site, inputs, torch.zeros_like(x))[1])]
+        x, total, n, head = _ce_run(lm, site, inputs, None, head)  # x [B, T, d]
+        sums["clean"] += total
+        _, total, _, head = _ce_run(lm, site, inputs, torch.zeros_like(x), head)
+        sums["zero"] += total
         for key, sae in saes.items():
             x_hat = reconstruct(sae, x, scale, site_name=f"site {site.name!r}")  # [B, T, d]
-            runs.append((("sae", key), _run(lm, site, inputs, x_hat)[1]))
-        for key, logits in runs:
-            total, n = next_token_ce(logits, inputs["input_ids"], inputs["attention_mask"])
-            sums[key] += total
+            _, total, _, head = _ce_run(lm, site, inputs, x_hat, head)
+            sums[("sae", key)] += total
         n_tokens += n  # the same N for every run
     if n_tokens == 0:
         raise ValueError("the batches hold no predicted positions (each needs two consecutive real tokens)")

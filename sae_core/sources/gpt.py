@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: papermill streams them from the kernel to the terminal (make book)
 
 from sae_core.device import resolve_device
 from sae_core.io import atomic_dir, load_optimizer_tensors, optimizer_tensors, write_json_atomic
@@ -107,7 +107,7 @@ def build_model(cfg: GPTConfig, vocab_size: int, seed: int = 0):
     return GPT2LMHeadModel(hf_cfg)
 
 
-def _chunk_rows(vocab: int, device: torch.device) -> int:
+def chunk_rows(vocab: int, device: torch.device) -> int:
     """Rows per chunk of :class:`LinearCrossEntropy`. On the CPU 2**19 logits (2 MiB of float32,
     128 rows at vocabulary 4096), so a chunk's logits stay in one core's L2 cache across the
     passes over them (whole training steps on the 2-core CPU: 128 rows fastest, 256 about 3 %
@@ -190,7 +190,7 @@ def next_token_loss(model, ids: torch.Tensor, fused: bool = True) -> torch.Tenso
     hidden = model.transformer(ids, use_cache=False).last_hidden_state[:, :-1]
     hidden = hidden.reshape(-1, hidden.shape[-1])
     weight = model.lm_head.weight
-    return LinearCrossEntropy.apply(hidden, weight, ids[:, 1:].reshape(-1), _chunk_rows(weight.shape[0], ids.device))
+    return LinearCrossEntropy.apply(hidden, weight, ids[:, 1:].reshape(-1), chunk_rows(weight.shape[0], ids.device))
 
 
 # Each group also runs Python (HF forward, chunk loop: a few ms), one thread at a time under the GIL;

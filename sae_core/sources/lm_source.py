@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: papermill streams them from the kernel to the terminal (make book)
 
 from sae_core.device import resolve_device
 from sae_core.io import REPO_ROOT, cache_root, stage

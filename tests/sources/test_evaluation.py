@@ -10,8 +10,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from sae_core.sae import SAEConfig, SparseAutoencoder
+from sae_core.sources import evaluation
 from sae_core.sources import nnsight_sites as lm_sites
-from sae_core.sources.evaluation import LossRecovered, ce_loss_recovered, ce_loss_recovered_many, next_token_ce
+from sae_core.sources.evaluation import (
+    LossRecovered,
+    ce_loss_recovered,
+    ce_loss_recovered_many,
+    next_token_ce,
+    next_token_ce_from_hidden,
+)
 from sae_core.sources.gpt import GPTConfig, build_model, train_tokenizer
 from sae_core.sources.lm_source import token_batches
 
@@ -264,6 +271,60 @@ def test_next_token_ce_equals_torch_cross_entropy(dtype):
                                                   reduction="sum")
     assert n == 3 * 8
     assert total == pytest.approx(float(reference), rel=1e-6)
+
+
+def test_loss_from_hidden_states_equals_the_loss_from_logits_with_padding_and_bias(monkeypatch):
+    """Scoring a linear head's rows in chunks is next_token_ce of the formed logits: left and right padding,
+    a bias, chunks of one row, of a number that does not divide the rows, and of more than all of them."""
+    from sae_core.sources import gpt
+
+    gen = torch.Generator().manual_seed(2)
+    head = nn.Linear(6, 300)
+    with torch.no_grad():
+        head.weight.mul_(8)  # logits of scale ~20: logsumexp must not overflow or lose the target
+    hidden = torch.randn(3, 11, 6, generator=gen)  # [B, T, d]
+    ids = torch.randint(0, 300, (3, 11), generator=gen)
+    mask = torch.ones(3, 11, dtype=torch.long)
+    mask[0, 8:] = 0  # right padding
+    mask[2, :3] = 0  # left padding
+    want = next_token_ce(head(hidden).detach(), ids, mask)
+    for rows in (1, 7, 4096):
+        monkeypatch.setattr(gpt, "chunk_rows", lambda vocab, device, rows=rows: rows)
+        total, n = next_token_ce_from_hidden(hidden, head, ids, mask)
+        assert n == want[1] == 7 + 10 + 7  # pairs of consecutive real tokens per row
+        assert total == pytest.approx(want[0], rel=1e-6)
+
+
+def test_fused_scoring_is_taken_and_equals_the_full_logits(setup, monkeypatch):
+    """Both tiny models (GPT-2, GPT-NeoX) have a linear head: every run scores the final hidden states, and
+    the result equals the full-logits reference."""
+    model, lm, batches = setup
+    site = lm_sites.resolve_site(model, "blocks.0.mlp.hook_post")
+    sae = SparseAutoencoder(SAEConfig(d_in=site_width(model, lm, site, batches), d_sae=64, seed=3))
+    calls = []
+    real = evaluation.next_token_ce_from_hidden
+    monkeypatch.setattr(evaluation, "next_token_ce_from_hidden", lambda *a: calls.append(1) or real(*a))
+    fused = ce_loss_recovered(lm, site, sae, iter(batches))
+    assert len(calls) == 3 * len(batches)  # clean, zero, SAE per batch
+    full = ce_loss_recovered_many(lm, site, {0: sae}, iter(batches), fused=False)[0]
+    assert len(calls) == 3 * len(batches)
+    for field in ("clean", "sae", "zero", "recovered"):
+        assert getattr(fused, field) == pytest.approx(getattr(full, field), abs=1e-5), field
+
+
+def test_logits_changed_after_the_head_fall_back_to_the_full_logits(setup):
+    """A model that scales its logits after the linear head (a hook here; logit soft-capping in some models)
+    must not be scored from the hidden states: the last-position check sees it and every run uses the logits."""
+    model, lm, batches = setup
+    site = lm_sites.resolve_site(model, "blocks.1.hook_resid_post")
+    handle = model.get_output_embeddings().register_forward_hook(lambda mod, args, out: 2.0 * out)
+    try:
+        got = ce_loss_recovered(lm, site, Identity(), iter(batches))
+        assert got.clean == pytest.approx(hand_loss(model, site, lambda x: x, batches), abs=1e-5)
+    finally:
+        handle.remove()
+    plain = ce_loss_recovered(lm, site, Identity(), iter(batches))
+    assert abs(plain.clean - got.clean) > 1e-3  # the hook did change the loss
 
 
 def test_evaluate_saes_on_the_replication_gpt(tmp_path, monkeypatch):
