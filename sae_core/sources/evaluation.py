@@ -74,6 +74,12 @@ class LossRecovered:
     n_tokens: int  # N, predicted positions counted (both the position and its target real)
 
 
+def _predicted_positions(attention_mask: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """[B, T-1] bool: position t is scored against t + 1 where both are real tokens (the set P)."""
+    mask = attention_mask.to(device).bool()
+    return mask[:, 1:] & mask[:, :-1]
+
+
 def next_token_ce(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
                   ) -> tuple[float, int]:
     """Sum of next-token cross-entropies over the predicted positions, and their number.
@@ -84,8 +90,7 @@ def next_token_ce(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask:
     the ``[B, T-1, V]`` slice of the logits or writing their log-softmax: one read pass), the sum
     accumulated in float64. Returns ``(sum, N)``.
     """
-    mask = attention_mask.to(logits.device).bool()
-    keep = mask[:, 1:] & mask[:, :-1]  # [B, T-1]
+    keep = _predicted_positions(attention_mask, logits.device)  # [B, T-1]
     z = logits[:, :-1] if logits.dtype == torch.float32 else logits[:, :-1].float()  # [B, T-1, V], a view
     target = z.gather(-1, input_ids[:, 1:].to(logits.device).unsqueeze(-1)).squeeze(-1)  # [B, T-1]
     ce = torch.logsumexp(z, dim=-1) - target  # [B, T-1]
@@ -102,8 +107,7 @@ def next_token_ce_from_hidden(hidden: torch.Tensor, head: torch.nn.Linear, input
     and V = 4096). Same formula, ``logsumexp(z) - z_target`` in float32, summed in float64."""
     from sae_core.sources.gpt import chunk_rows
 
-    mask = attention_mask.to(hidden.device).bool()
-    keep = mask[:, 1:] & mask[:, :-1]  # [B, T-1]
+    keep = _predicted_positions(attention_mask, hidden.device)  # [B, T-1]
     rows = hidden[:, :-1][keep].float()  # [N, d]
     targets = input_ids[:, 1:].to(hidden.device)[keep]  # [N]
     weight = head.weight.float()  # [V, d]
